@@ -1,0 +1,113 @@
+"""The learnable anisotropic Gaussian mask of FlexConv (eq. 1) and the crop it implies.
+
+w_gauss(x; μ, σ²) = Π_d exp(-½ (x_d - μ_d)² / σ_d²)                                   (eq. 1)
+
+Deviation from the official code: σ² is guarded as σ² + ε (ε = 1e-8, the CCNN fix), so that the gradient
+stays finite as σ → 0; the official FlexConv divides by σ directly and produces inf gradients.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+EPS = 1e-8
+
+PAPER_INIT_VARIANCE = 0.125  # App. D.1: σ_X², σ_Y² = 0.125
+OFFICIAL_INIT_SIGMA = 0.075  # rjbruin/flexconv commands: mask.init_value=0.075, stored as σ itself
+
+
+def gaussian_mask(coords: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Eq. 1 for D dims: coords (N, D), mu and sigma (D,) → (N,)."""
+    z = (coords - mu) ** 2 / (sigma**2 + EPS)
+    return torch.exp(-0.5 * z.sum(dim=-1))
+
+
+def rotate(coords: torch.Tensor, theta: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """Express 2-D coordinates in the frame of a mask rotated by θ around its centre μ (App. D.3)."""
+    c, s = torch.cos(theta), torch.sin(theta)
+    d = coords - mu
+    x = c * d[:, 0] + s * d[:, 1]
+    y = -s * d[:, 0] + c * d[:, 1]
+    return torch.stack([x, y], dim=-1) + mu
+
+
+def threshold_radius(threshold: float) -> float:
+    """Distance in units of σ at which a 1-D Gaussian falls to `threshold`: sqrt(-2 ln t)."""
+    return math.sqrt(-2.0 * math.log(threshold))
+
+
+class GaussianMask(nn.Module):
+    """Learnable anisotropic Gaussian mask w_gauss (eq. 1) over coordinates in [-1, 1]^D.
+
+    Args:
+        data_dim: D, the number of spatial dimensions (1, 2 or 3).
+        init_variance: initial σ² per dimension (the paper's 0.125, App. D.1).
+        init_sigma: initial σ (overrides `init_variance`; the official code's value is 0.075).
+        init_mean: "center" (μ = 0), "last" (μ = +1, the most recent step of a causal kernel, §4.2),
+            "first" (μ = -1, the far past, §5), or a sequence of D floats.
+        rotated: learn a rotation angle θ of the 2-D mask (App. D.3).
+
+    `mean` and `sigma` return μ and σ of eq. 1 as tensors of shape (D,).
+    """
+
+    def __init__(self, data_dim: int, init_variance: float = PAPER_INIT_VARIANCE, init_sigma: float | None = None,
+                 init_mean="center", rotated: bool = False):
+        super().__init__()
+        if data_dim not in (1, 2, 3):
+            raise ValueError(f"GaussianMask: data_dim must be 1, 2 or 3, got {data_dim!r}")
+        if rotated and data_dim != 2:
+            raise ValueError(f"GaussianMask: rotated=True needs data_dim=2, got data_dim={data_dim}")
+        sigma0 = init_sigma if init_sigma is not None else math.sqrt(init_variance)
+        if not sigma0 > 0:
+            raise ValueError(f"GaussianMask: the initial sigma must be positive, got {sigma0!r}")
+        self.data_dim = data_dim
+        self.mean_param = nn.Parameter(_initial_mean(init_mean, data_dim))
+        self.sigma_param = nn.Parameter(torch.full((data_dim,), float(sigma0)))
+        self.theta = nn.Parameter(torch.zeros(())) if rotated else None
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.mean_param
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        return self.sigma_param.abs()
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        if coords.dim() != 2 or coords.shape[-1] != self.data_dim:
+            raise ValueError(f"GaussianMask: coords must have shape (N, {self.data_dim}), got {tuple(coords.shape)}")
+        if self.theta is not None:
+            coords = rotate(coords, self.theta, self.mean_param)
+        return gaussian_mask(coords, self.mean_param, self.sigma_param)
+
+    @torch.no_grad()
+    def support(self, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-dimension interval [low, high] where the mask is ≥ `threshold` (the axis-aligned box around the
+        ellipse for a rotated mask), clipped to [-1, 1]."""
+        half = self.sigma * threshold_radius(threshold)
+        if self.theta is not None:
+            c, s = torch.cos(self.theta).abs(), torch.sin(self.theta).abs()
+            half = torch.stack([torch.hypot(half[0] * c, half[1] * s), torch.hypot(half[0] * s, half[1] * c)])
+        low = (self.mean - half).clamp(-1.0, 1.0)
+        high = (self.mean + half).clamp(-1.0, 1.0)
+        return low, high
+
+    def extra_repr(self) -> str:
+        mu = [round(v, 4) for v in self.mean.tolist()]
+        sigma = [round(v, 4) for v in self.sigma.tolist()]
+        return f"data_dim={self.data_dim}, mean={mu}, sigma={sigma}, rotated={self.theta is not None}"
+
+
+def _initial_mean(init_mean, data_dim: int) -> torch.Tensor:
+    named = {"center": 0.0, "last": 1.0, "first": -1.0}
+    if isinstance(init_mean, str):
+        if init_mean not in named:
+            raise ValueError(f"GaussianMask: init_mean must be one of {sorted(named)} or {data_dim} floats, "
+                             f"got {init_mean!r}")
+        return torch.full((data_dim,), named[init_mean])
+    mean = torch.as_tensor(init_mean, dtype=torch.get_default_dtype()).flatten()
+    if mean.numel() != data_dim:
+        raise ValueError(f"GaussianMask: init_mean needs {data_dim} values, got {mean.numel()}")
+    return mean.clone()
