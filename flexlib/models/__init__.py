@@ -1,0 +1,12 @@
+"""The models of the FlexConv paper and its baselines, built by name: `create("flexnet-16", 3, 10)`."""
+from .conv import ConvConfig, build_conv
+from .flexnet import FlexNet, FlexNetConfig
+from .kodak import KODAK_NETS, KernelNetConfig, kodak_kernel_net_config
+from .njet import NJetConv
+from .registry import (available, build, config_from_dict, count_parameters, create, model_config)
+from .resnet import CIFARResNet, CIFARResNetConfig
+from .tcn import TCN, TCNConfig
+
+__all__ = ["create", "available", "count_parameters", "model_config", "build", "config_from_dict", "ConvConfig",
+           "build_conv", "FlexNet", "FlexNetConfig", "TCN", "TCNConfig", "CIFARResNet", "CIFARResNetConfig",
+           "NJetConv", "KernelNetConfig", "KODAK_NETS", "kodak_kernel_net_config"]
