@@ -1,0 +1,73 @@
+"""Where datasets live on disk: root resolution, missing-dataset errors, checksums, safe extraction."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+
+
+class MissingDatasetError(FileNotFoundError):
+    """A dataset is not on disk; the message says where it was looked for and how to get it."""
+
+    def __init__(self, dataset: str, looked_in: Path | str, how_to_get: str):
+        self.dataset, self.looked_in = dataset, Path(looked_in)
+        super().__init__(f"dataset {dataset!r} not found at {looked_in}. To get it: {how_to_get}. "
+                         f"Point flexlib elsewhere with data.root=... or the FLEXLIB_DATA environment variable; "
+                         f"the quick profiles use offline stand-ins (data.offline=true).")
+
+
+def data_root(root: str | Path | None = None) -> Path:
+    """The data folder: the argument, else $FLEXLIB_DATA, else ~/.cache/flexlib."""
+    if root is not None:
+        return Path(root).expanduser()
+    if os.environ.get("FLEXLIB_DATA"):
+        return Path(os.environ["FLEXLIB_DATA"]).expanduser()
+    return Path.home() / ".cache" / "flexlib"
+
+
+def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checksum(path: str | Path, expected_sha256: str | None) -> None:
+    """Raise if ``path`` does not hash to ``expected_sha256`` (skipped when None)."""
+    if expected_sha256 is None:
+        return
+    actual = sha256(path)
+    if actual != expected_sha256.lower():
+        raise ValueError(f"checksum mismatch for {path}: sha256 {actual}, expected {expected_sha256}. "
+                         f"Delete the file and fetch it again.")
+
+
+def _inside(base: Path, name: str) -> Path:
+    target = (base / name).resolve()
+    if os.path.commonpath([base.resolve(), target]) != str(base.resolve()):
+        raise ValueError(f"refusing to extract {name!r}: it would land outside {base}")
+    return target
+
+
+def safe_extract(archive: str | Path, dest: str | Path) -> Path:
+    """Extract a .zip or .tar(.gz) into ``dest``, refusing absolute paths, '..' and links out of ``dest``."""
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for name in zf.namelist():
+                _inside(dest, name)
+            zf.extractall(dest)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            for member in tf.getmembers():
+                _inside(dest, member.name)
+                if member.issym() or member.islnk():
+                    _inside(dest, os.path.join(os.path.dirname(member.name), member.linkname))
+            tf.extractall(dest, filter="data")
+    else:
+        raise ValueError(f"{archive} is neither a zip nor a tar archive")
+    return dest

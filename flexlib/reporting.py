@@ -1,0 +1,144 @@
+"""What every paper notebook needs: provenance of a run, saving its results, and the paper-vs-ours table.
+
+Results are data with provenance: `save_results` writes the table (CSV + JSON), the figures (PNG) and a
+metadata.json (commit, versions, device, CPU, date, parameters) into one folder.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from . import __version__
+from .train.provenance import git_commit
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else platform's best guess."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe(device: str | torch.device) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu: {cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def run_metadata(parameters: dict, device: str | torch.device = "cpu") -> dict:
+    """Provenance of a notebook run: git commit, torch/flexlib/python versions, device, CPU, date, parameters."""
+    return {"git_commit": git_commit(), "flexlib": __version__, "torch": torch.__version__,
+            "python": platform.python_version(), "device": describe(device), "cpu": cpu_name(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "host": platform.node(),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "parameters": parameters}
+
+
+def resolve_output_dir(output_dir: str | os.PathLike | None, name: str) -> Path:
+    """`output_dir`, created; None means a fresh temporary folder (nbval runs must not touch results/)."""
+    if output_dir is None:
+        return Path(tempfile.mkdtemp(prefix=f"flexlib-{name}-"))
+    path = Path(output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:   # numpy / torch scalars
+        return value.item()
+    return value
+
+
+def save_results(output_dir: str | os.PathLike, name: str, results, figures: dict | None = None,
+                 metadata: dict | None = None) -> list[Path]:
+    """Write `results` into `output_dir`: a DataFrame as <name>.csv + <name>.json (records), a dict as
+    <name>.json; each matplotlib figure in `figures` ({stem: figure}) as <stem>.png; `metadata` as
+    metadata.json. Returns the paths written."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if isinstance(results, pd.DataFrame):
+        results.to_csv(out / f"{name}.csv", index=False)
+        written.append(out / f"{name}.csv")
+        payload = results.to_dict(orient="records")
+    elif isinstance(results, dict):
+        payload = results
+    else:
+        raise TypeError(f"save_results: results must be a pandas DataFrame or a dict, got {type(results).__name__}")
+    (out / f"{name}.json").write_text(json.dumps(_jsonable(payload), indent=1) + "\n")
+    written.append(out / f"{name}.json")
+    for stem, figure in (figures or {}).items():
+        figure.savefig(out / f"{stem}.png", dpi=120, bbox_inches="tight")
+        written.append(out / f"{stem}.png")
+    if metadata is not None:
+        (out / "metadata.json").write_text(json.dumps(_jsonable(metadata), indent=1) + "\n")
+        written.append(out / "metadata.json")
+    return written
+
+
+def compare_table(rows) -> pd.DataFrame:
+    """Paper vs ours: `rows` is an iterable of (setting, paper, ours) or dicts with those keys. Returns a
+    DataFrame with columns setting, paper, ours, difference (= ours - paper; NaN where either is missing)."""
+    records = []
+    for row in rows:
+        setting, paper, ours = ((row["setting"], row.get("paper"), row.get("ours")) if isinstance(row, dict)
+                                else tuple(row))
+        paper = math.nan if paper is None else float(paper)
+        ours = math.nan if ours is None else float(ours)
+        records.append({"setting": setting, "paper": paper, "ours": ours, "difference": ours - paper})
+    return pd.DataFrame.from_records(records, columns=["setting", "paper", "ours", "difference"])
+
+
+_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+def notebook_parameters(namespace: dict, expected: dict[str, type | tuple], where: str) -> dict:
+    """Check a notebook's parameters after papermill's injection (papermill only warns on unknown names).
+
+    `namespace` is the notebook's globals(); `expected` maps each parameter to its type(s). Raises a ValueError
+    naming any unknown parameter (a misspelling in `where`, e.g. the params YAML) and a TypeError for a value of
+    the wrong type (e.g. `-p flag false` injects the string "false"). Returns {name: value}."""
+    user = {k for k, v in namespace.items() if not k.startswith("_") and k not in _IPYTHON_NAMES
+            and type(v).__name__ != "module"}
+    unknown = sorted(user - set(expected))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} (from {where}); this notebook takes {sorted(expected)}")
+    values = {}
+    for name, types in expected.items():
+        if name not in namespace:
+            raise ValueError(f"parameter {name!r} is missing: the `parameters` cell must define it")
+        value = namespace[name]
+        types = types if isinstance(types, tuple) else (types,)
+        if float in types:
+            types = (*types, int)   # `-p lr 1` injects an int
+        wrong_bool = isinstance(value, bool) and bool not in types
+        if wrong_bool or not isinstance(value, types):
+            names = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+            raise TypeError(f"parameter {name!r} must be {names}, got {value!r} ({type(value).__name__}); "
+                            "pass YAML values with papermill -f/-y (`-p name false` gives the string 'false')")
+        values[name] = value
+    return values
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise a ValueError with `message` unless `condition` (a parameter check in a notebook)."""
+    if not condition:
+        raise ValueError(message)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Run the paper notebooks with papermill into results/<name>/<profile>/.
+# Usage: scripts/run_notebooks.sh [NAME|all] [quick|full]   (default: all notebooks, quick profile)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+name=${1:-all}
+profile=${2:-quick}
+bash scripts/setup.sh
+unset PYTHONDONTWRITEBYTECODE
+export MPLBACKEND=Agg
+if [ "$name" = all ]; then
+  names=$(ls notebooks/*.ipynb | xargs -n1 basename | sed 's/\.ipynb$//')
+else
+  names=$name
+fi
+for nb in $names; do
+  if [ ! -f "notebooks/$nb.ipynb" ]; then
+    echo "no notebook notebooks/$nb.ipynb; available: $(ls notebooks/*.ipynb | xargs -n1 basename | tr '\n' ' ')" >&2
+    exit 2
+  fi
+  params="params/${nb}_${profile}.yaml"
+  if [ ! -f "$params" ]; then
+    echo "no parameters $params for notebook $nb and profile $profile" >&2
+    exit 2
+  fi
+  out="$PWD/results/$nb/$profile"
+  mkdir -p "$out"
+  echo "== $nb ($profile) -> results/$nb/$profile"
+  start=$(date +%s)
+  .venv/bin/papermill -k python3 --cwd notebooks -f "$params" -p output_dir "$out" \
+    "notebooks/$nb.ipynb" "$out/$nb.ipynb"
+  echo "== $nb ($profile) done in $(( $(date +%s) - start )) s"
+done

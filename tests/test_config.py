@@ -1,0 +1,52 @@
+"""Params files load into typed configs; mistakes are refused with a useful message."""
+from pathlib import Path
+
+import pytest
+
+from flexlib.config import ConfigError, ExperimentConfig, FitConfig, load_config
+
+# The engine's experiment files (params/ also holds notebook parameter files of another format).
+EXPERIMENTS = ["smnist", "pmnist", "scifar10", "npcifar10", "char_trajectories", "speech_commands_mfcc",
+               "speech_commands_raw", "cifar10", "cifar10_alias_free", "mnist", "stl10", "imagenet32", "kodak"]
+PARAMS = [Path(__file__).resolve().parent.parent / "params" / f"{name}.yaml" for name in EXPERIMENTS]
+
+
+@pytest.mark.parametrize("path", PARAMS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("profile", ["full", "quick"])
+def test_every_params_file_loads(path, profile):
+    cfg = load_config(path, profile, cls=FitConfig if path.stem == "kodak" else ExperimentConfig)
+    if profile == "quick" and path.stem != "kodak":
+        assert cfg.data.offline, "quick profiles must use offline data"
+
+
+def test_quick_is_merged_over_full(tmp_path):
+    f = tmp_path / "x.yaml"
+    f.write_text("full:\n  data: {dataset: smnist}\n  model: {name: m}\n  optim: {lr: 0.01, weight_decay: 1e-5}\n"
+                 "  train: {epochs: 200}\nquick:\n  train: {epochs: 2}\n")
+    cfg = load_config(f, "quick", ["optim.lr=0.5", "data.train_size=10"])
+    assert (cfg.train.epochs, cfg.optim.lr, cfg.data.train_size, cfg.data.dataset) == (2, 0.5, 10, "smnist")
+    assert cfg.optim.weight_decay == 1e-5          # "1e-5" is a string to PyYAML; the float field accepts it
+
+
+def test_unknown_key_names_it_and_suggests(tmp_path):
+    f = tmp_path / "x.yaml"
+    f.write_text("full:\n  data: {dataset: smnist}\n  model: {name: m}\n  optim: {wieght_decay: 0.01}\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'wieght_decay'.*did you mean 'weight_decay'"):
+        load_config(f)
+    with pytest.raises(ConfigError, match=r"unknown key 'epoch'.*did you mean 'epochs'"):
+        load_config(_valid(tmp_path), overrides=["train.epoch=3"])
+
+
+def _valid(tmp_path):
+    f = tmp_path / "ok.yaml"
+    f.write_text("full:\n  data: {dataset: smnist}\n  model: {name: m}\n")
+    return f
+
+
+def test_wrong_type_and_missing_profile(tmp_path):
+    with pytest.raises(ConfigError, match="train.epochs: expected int"):
+        load_config(_valid(tmp_path), overrides=["train.epochs=many"])
+    with pytest.raises(ConfigError, match="no profile 'quick'"):
+        load_config(_valid(tmp_path), "quick")
+    with pytest.raises(ConfigError, match="not one of"):
+        load_config(_valid(tmp_path), overrides=["train.precision=fp8"])

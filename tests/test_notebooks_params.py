@@ -1,0 +1,63 @@
+"""Every paper notebook's `parameters` cell holds the quick profile: its defaults equal params/<name>_quick.yaml,
+and the quick and full YAML files name the same parameters (docs/notebooks.md)."""
+import ast
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+REQUIRED = {"profile", "seed", "device", "output_dir"}
+
+
+def parameters_cell(path: Path) -> dict:
+    cells = json.loads(path.read_text())["cells"]
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: expected exactly one cell tagged 'parameters', found {len(tagged)}"
+    values = {}
+    for node in ast.parse("".join(tagged[0]["source"])).body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name), \
+            f"{path.name}: the parameters cell must hold only `name = literal` lines, got {ast.unparse(node)!r}"
+        values[node.targets[0].id] = ast.literal_eval(node.value)
+    return values
+
+
+def load_yaml(path: Path) -> dict:
+    assert path.is_file(), f"missing {path.relative_to(ROOT)}"
+    data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict), f"{path.name}: expected a mapping of parameter names to values"
+    return data
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks found in notebooks/"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_matches_quick_yaml(notebook):
+    defaults = parameters_cell(notebook)
+    assert REQUIRED <= set(defaults), f"{notebook.name}: the parameters cell lacks {sorted(REQUIRED - set(defaults))}"
+    assert defaults["profile"] == "quick" and defaults["output_dir"] is None
+    quick = load_yaml(ROOT / "params" / f"{notebook.stem}_quick.yaml")
+    assert quick == defaults, f"{notebook.name}: parameters cell and params/{notebook.stem}_quick.yaml differ"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_quick_and_full_yaml_have_the_same_keys(notebook):
+    quick = load_yaml(ROOT / "params" / f"{notebook.stem}_quick.yaml")
+    full = load_yaml(ROOT / "params" / f"{notebook.stem}_full.yaml")
+    assert set(quick) == set(full), f"{notebook.stem}: quick/full keys differ: {sorted(set(quick) ^ set(full))}"
+    assert full["profile"] == "full"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stripped_and_uses_python3(notebook):
+    nb = json.loads(notebook.read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    assert nb["cells"][0]["cell_type"] == "markdown", "the first cell states the paper's claim"
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs") and cell.get("execution_count") is None, \
+                f"{notebook.name}: commit notebooks with outputs stripped"
