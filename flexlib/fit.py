@@ -9,7 +9,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -41,16 +41,25 @@ class FitResult:
     psnr: float
     mse: float
     seconds: float
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (iteration, PSNR) every `record_every` steps
+    reconstruction: torch.Tensor | None = None  # (3, H, W), clamped to [0, 1]
 
 
-def fit_image(net: nn.Module, image: torch.Tensor, iterations: int, lr: float, progress: str | None = None) -> FitResult:
-    """Fit ``net`` ((N, 2) coordinates -> (N, 3)) to a (3, H, W) image in [0, 1] on the image's device."""
+def fit_image(net: nn.Module, image: torch.Tensor, iterations: int, lr: float, progress: str | None = None,
+              record_every: int = 0) -> FitResult:
+    """Fit ``net`` ((N, 2) coordinates -> (N, 3)) to a (3, H, W) image in [0, 1] on the image's device.
+
+    With record_every > 0 the PSNR of the prediction before every record_every-th step is kept as a curve."""
     coords = coordinate_grid(*image.shape[-2:]).to(image.device)
     target = image.reshape(3, -1).t()
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    curve = []
     started = time.time()
-    for _ in tqdm(range(iterations), desc=progress, leave=False, **({} if progress else {"disable": True})):
-        loss = F.mse_loss(net(coords), target)
+    for step in tqdm(range(iterations), desc=progress, leave=False, **({} if progress else {"disable": True})):
+        out = net(coords)
+        loss = F.mse_loss(out, target)
+        if record_every and step % record_every == 0:
+            curve.append((step, psnr(out.detach(), target)))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss while fitting ({progress}); try a lower learning rate")
         optimizer.zero_grad(set_to_none=True)
@@ -58,8 +67,11 @@ def fit_image(net: nn.Module, image: torch.Tensor, iterations: int, lr: float, p
         optimizer.step()
     with torch.no_grad():
         prediction = net(coords)
-    return FitResult(psnr(prediction, target), F.mse_loss(prediction.clamp(0, 1), target).item(),
-                     time.time() - started)
+    final = psnr(prediction, target)
+    if record_every:
+        curve.append((iterations, final))
+    return FitResult(final, F.mse_loss(prediction.clamp(0, 1), target).item(), time.time() - started, curve,
+                     prediction.clamp(0, 1).t().reshape(image.shape).detach())
 
 
 def shrink(image: torch.Tensor, factor: int) -> torch.Tensor:

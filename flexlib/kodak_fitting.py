@@ -1,5 +1,5 @@
 """Table 5 for the notebook: fit each row's ≈7k-parameter network to each Kodak image with the engine's
-`flexlib.fit.fit_image`, and also keep the PSNR curve and the reconstruction (which `fit_image` does not return).
+`flexlib.fit.fit_image`, keeping the PSNR curve and the reconstruction.
 """
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from .data.kodak import kodak_image
-from .fit import coordinate_grid, fit_image, psnr, shrink
-from .models.kodak import KODAK_PAPER_PARAMS, kodak_kernel_net_config
+from .fit import fit_image, shrink
+from .models.kodak import kodak_kernel_net_config
 
 # Table 5: average PSNR (dB) over the 24 Kodak images at 768×512 after 20 000 iterations.
 KODAK_PAPER_PSNR = {"siren": 25.665, "fourier": 23.276, "gabor": 25.361, "gabor-improved-init": 25.606,
@@ -19,25 +18,6 @@ KODAK_PAPER_PSNR = {"siren": 25.665, "fourier": 23.276, "gabor": 25.361, "gabor-
 ROW_LABELS = {"siren": "SIREN", "fourier": "Fourier MFN", "gabor": "Gabor MFN",
               "gabor-improved-init": "Gabor MFN + improved init", "magnet-fathony-init": "MAGNet w/o improved init",
               "magnet": "MAGNet"}
-
-
-class PSNRProbe(nn.Module):
-    """Wraps a coordinate network and records the PSNR of every `every`-th training forward pass (the
-    prediction before that optimizer step), so an unchanged fitting loop yields a curve."""
-
-    def __init__(self, net: nn.Module, image: torch.Tensor, every: int):
-        super().__init__()
-        self.net, self.every, self.calls = net, every, 0
-        self.target = image.reshape(image.shape[0], -1).t()
-        self.curve: list[tuple[int, float]] = []
-
-    def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        out = self.net(coords)
-        if torch.is_grad_enabled():
-            if self.calls % self.every == 0:
-                self.curve.append((self.calls, psnr(out.detach(), self.target)))
-            self.calls += 1
-        return out
 
 
 @dataclass
@@ -58,19 +38,14 @@ def fit_kodak(images: list[int], rows: list[str], iterations: int, lr: float, si
     fits = []
     for number in images:
         image = shrink(kodak_image(number), downsample).to(device)
-        coords = coordinate_grid(*image.shape[-2:]).to(device)
         for row in rows:
             torch.manual_seed(seed)
             config = kodak_kernel_net_config(row)
             net = config.build(2, 3).to(device)
             row_lr = siren_lr if config.name == "siren" else lr
-            probe = PSNRProbe(net, image, record_every)
-            result = fit_image(probe, image, iterations, row_lr)
-            with torch.no_grad():
-                recon = net(coords).clamp(0, 1).t().reshape(image.shape).cpu()
-            curve = probe.curve + [(iterations, result.psnr)]
+            result = fit_image(net, image, iterations, row_lr, record_every=record_every)
             fits.append(KodakFit(number, row, sum(p.numel() for p in net.parameters()), row_lr, result.psnr,
-                                 result.seconds, curve, recon))
+                                 result.seconds, result.curve, result.reconstruction.cpu()))
     return fits
 
 

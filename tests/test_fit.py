@@ -2,6 +2,7 @@
 import json
 import math
 
+import pytest
 import torch
 
 from flexlib.config import FitConfig
@@ -36,3 +37,14 @@ def test_fitting_beats_the_mean_color(tmp_path):
     assert rows[0]["psnr"] > baseline + 1
     summary = json.loads((tmp_path / "fit" / "summary.json").read_text())
     assert summary["mean_psnr"]["magnet"] == rows[0]["psnr"]
+
+
+def test_fit_image_records_a_rising_psnr_curve_and_the_reconstruction():
+    torch.manual_seed(0)
+    image = torch.rand(3, 1, 1) * torch.linspace(0, 1, 12).view(1, 1, 12).expand(3, 8, 12)  # a smooth ramp
+    net = torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.Tanh(), torch.nn.Linear(32, 3))
+    result = fit_image(net, image, iterations=200, lr=0.01, record_every=50)
+    assert [step for step, _ in result.curve] == [0, 50, 100, 150, 200]
+    assert result.curve[-1][1] == result.psnr and result.curve[-1][1] > result.curve[0][1] + 5
+    assert result.reconstruction.shape == image.shape
+    assert result.psnr == pytest.approx(psnr(result.reconstruction.reshape(3, -1).t(), image.reshape(3, -1).t()))
