@@ -1,6 +1,4 @@
 """§3.3 / App. A: eq. 16, 21, 22, 24, 25, 26–27 against numpy, and the spectrum claim of Fig. 8."""
-import math
-
 import numpy as np
 import pytest
 import torch
