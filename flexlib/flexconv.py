@@ -64,6 +64,8 @@ class FlexConv(nn.Module):
         mask_init_mean: "last" (default for causal; §4.2), "first" (§5) or "center" (default otherwise).
         rotated_mask: learn a rotation of the 2-D mask (App. D.3).
         kernel_net_kwargs: further arguments of the kernel network (e.g. init="fathony", omega_0=...).
+        cache_kernel: in eval mode without autograd, reuse the sampled kernel while the parameters, the input
+            size, `sampling_rate_norm` and `crop_threshold` are unchanged (see `_cache_key`).
 
     `sampling_rate_norm` multiplies the kernel: (r₁/r₂)^D after resolution transfer (eq. 9, see
     flexlib.resolution). `last_kernel_size` is the uncropped kernel size of the latest forward pass: the k of
@@ -73,7 +75,8 @@ class FlexConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, data_dim: int, kernel_net="magnet", causal: bool = False,
                  crop_threshold: float | None = 0.1, conv_mode: str = "auto", hidden_features: int = 32,
                  num_layers: int = 3, mask: bool = True, bias: bool = True, mask_init: str = "paper",
-                 mask_init_mean=None, rotated_mask: bool = False, kernel_net_kwargs: dict | None = None):
+                 mask_init_mean=None, rotated_mask: bool = False, kernel_net_kwargs: dict | None = None,
+                 cache_kernel: bool = True):
         super().__init__()
         name = type(self).__name__
         for arg, value in (("in_channels", in_channels), ("out_channels", out_channels)):
@@ -112,6 +115,8 @@ class FlexConv(nn.Module):
         self.sampling_rate_norm = 1.0
         self.last_kernel_size: tuple[int, ...] | None = None
         self.last_conv_mode: str | None = None
+        self.cache_kernel = cache_kernel
+        self._kernel_cache: tuple | None = None
 
     # -- kernel --------------------------------------------------------------------------------------------
     def _kernel_on(self, axes: list[torch.Tensor]) -> torch.Tensor:
@@ -171,12 +176,31 @@ class FlexConv(nn.Module):
         if any(n == 0 for n in x.shape[2:]) or x.shape[0] == 0:
             raise ValueError(f"{name}: empty input, shape {tuple(x.shape)}")
 
+    def _cache_key(self, input_size) -> tuple:
+        """Everything the kernel depends on. A parameter's `_version` counts its in-place updates (optimizer
+        steps, load_state_dict, fill_); its storage pointer changes when it is replaced or moved (.to, .data=)."""
+        params = tuple((id(p), p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
+        return tuple(input_size), self.sampling_rate_norm, self.crop_threshold, params
+
+    def _kernel(self, input_size) -> torch.Tensor:
+        if not self.cache_kernel or self.training or torch.is_grad_enabled():
+            self._kernel_cache = None
+            return self.kernel_for(input_size)
+        key = self._cache_key(input_size)
+        if self._kernel_cache is not None and self._kernel_cache[0] == key:
+            _, kernel, self.last_kernel_size = self._kernel_cache
+            return kernel
+        kernel = self.kernel_for(input_size)
+        self._kernel_cache = (key, kernel, self.last_kernel_size)
+        return kernel
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
-        kernel = self.kernel_for(x.shape[2:])
+        kernel = self._kernel(x.shape[2:])
         use_fft = self.conv_mode == "fft" or (
             self.conv_mode == "auto"
-            and prefer_fft(x.shape[0], self.in_channels, self.out_channels, x.shape[2:], kernel.shape[2:]))
+            and prefer_fft(x.shape[0], self.in_channels, self.out_channels, x.shape[2:], kernel.shape[2:],
+                           self.causal))
         self.last_conv_mode = "fft" if use_fft else "spatial"
         conv = fft_conv_nd if use_fft else conv_nd
         return conv(x, kernel, self.bias, self.causal)

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the whole test suite: unit tests and the notebooks through nbval.
+# Set up (if needed) and run the whole test suite: the unit tests, then every notebook in its quick profile
+# through nbval. Arguments replace the default selection and go to pytest (e.g. tests/test_alias.py -k eq21).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 unset PYTHONDONTWRITEBYTECODE
 export MPLBACKEND=Agg
-.venv/bin/python -m pytest "$@"
+if [ $# -eq 0 ]; then
+  set -- tests notebooks --nbval-lax --nbval-current-env
+fi
+.venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -1,0 +1,215 @@
+"""Shared helpers of the benchmark scripts: interleaved timing, peak memory, provenance, JSON output.
+
+Timings are medians over repeats after warm-up. A candidate and its baseline are timed alternately inside the
+same loop, so that load from other processes on a shared machine hits both alike and their ratio stays stable.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results" / "benchmarks"
+
+
+def parse_args(description: str, threads: int = 2) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--threads", type=int, default=threads, help="torch.set_num_threads (default %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats (a smoke run)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    return args
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_interleaved(fns: dict, repeats: int = 5, warmup: int = 1, device="cpu", budget_s: float = 3.0,
+                     max_repeats: int = 25) -> dict[str, float]:
+    """Median seconds per call of each function in `fns`, timed in turn within each repeat. Cheap functions get
+    more repeats (up to `max_repeats`, within about `budget_s` seconds), so that their medians are stable too."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    rounds = 0
+    spent = 0.0
+    while rounds < repeats or (rounds < max_repeats and spent * (rounds + 1) / rounds < budget_s):
+        for name, fn in fns.items():
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            elapsed = time.perf_counter() - start
+            times[name].append(elapsed)
+            spent += elapsed
+        rounds += 1
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def peak_memory(fn, device="cpu") -> dict[str, float]:
+    """Peak memory of one call of `fn` (e.g. a training step), in MiB, above what was allocated before it.
+
+    CUDA: torch.cuda.max_memory_allocated. CPU: torch.profiler(profile_memory=True) attributes every allocation
+    and free of torch's CPU allocator to an op; the peak is that of their running sum, with allocations placed
+    at the op's start and frees at its end (so it is slightly pessimistic). `saved_mib` is the part held by the
+    autograd graph: the distinct storages saved for backward (torch.autograd.graph.saved_tensors_hooks)."""
+    gc.collect()
+    saved = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn()
+        torch.cuda.synchronize()
+        return {"peak_mib": (torch.cuda.max_memory_allocated() - base) / 2**20,
+                "saved_mib": sum(saved.values()) / 2**20, "method": "cuda.max_memory_allocated"}
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn()
+    changes = []
+    for e in prof.events():
+        b = e.self_cpu_memory_usage
+        if b:
+            changes.append((e.time_range.start if b > 0 else e.time_range.end, b))
+    live = peak = 0
+    for _, b in sorted(changes):
+        live += b
+        peak = max(peak, live)
+    return {"peak_mib": peak / 2**20, "saved_mib": sum(saved.values()) / 2**20,
+            "method": "torch.profiler CPU allocator events (running sum)"}
+
+
+def metadata(args: argparse.Namespace, settings: dict) -> dict:
+    """Provenance of a run: versions, device, threads, commit, date, and the benchmark's own settings."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "flexlib"], cwd=ROOT, capture_output=True,
+                                    text=True).stdout.strip())
+    except OSError:
+        commit, dirty = "unknown", None
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    device = args.device
+    if torch.device(device).type == "cuda":
+        device = torch.cuda.get_device_name()
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": commit,
+        "flexlib_uncommitted_changes": dirty,
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "device": device,
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "load_average_1min": os.getloadavg()[0],
+        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "settings": settings,
+    }
+
+
+def save(name: str, args: argparse.Namespace, settings: dict, rows: list[dict], summary: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"benchmark": name, "metadata": metadata(args, settings), "summary": summary, "rows": rows}
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+    print(f"wrote {path.relative_to(ROOT)}")
+    return path
+
+
+def set_crop(conv, kernel_size: int, input_size: int) -> None:
+    """Set a FlexConv's mask σ so that dynamic cropping keeps `kernel_size` points per dim of the kernel grid
+    for an input of `input_size` (μ stays at its init)."""
+    from flexlib.flexconv import kernel_size_for
+    from flexlib.mask import threshold_radius
+    full = kernel_size_for(input_size)
+    step = 2.0 / (full - 1)
+    if conv.causal:
+        half = (kernel_size - 1 + 0.5) * step
+    else:
+        half = (kernel_size // 2 + 0.5) * step
+    with torch.no_grad():
+        conv.mask.sigma_param.fill_(half / threshold_radius(conv.crop_threshold))
+
+
+def fmt_ratio(x: float) -> str:
+    return f"{x:5.2f}x"
+
+
+def table(rows: list[dict], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns}
+    print("  ".join(c.rjust(widths[c]) for c in columns))
+    for r in rows:
+        print("  ".join(_fmt(r.get(c)).rjust(widths[c]) for c in columns))
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def no_grad_fn(fn):
+    def wrapped():
+        with torch.no_grad():
+            fn()
+    return wrapped
+
+
+
+def flexnet16(mask_init: str = "paper", crop_threshold: float | None = 0.1, conv_mode: str = "spatial",
+              device="cpu") -> torch.nn.Module:
+    """The CIFAR-10 FlexNet-16 of flexlib.models at initialization, with every FlexConv's crop and conv mode set."""
+    from flexlib import FlexConv
+    from flexlib.models import create
+    torch.manual_seed(0)
+    model = create("flexnet-16", in_channels=3, num_classes=10, mask_init=mask_init)
+    for m in model.modules():
+        if isinstance(m, FlexConv):
+            m.crop_threshold = crop_threshold
+            m.conv_mode = conv_mode
+    return model.to(device)
+
+
+def train_step(model, x, y):
+    """One SGD-free training step: forward, cross-entropy, backward (gradients cleared first)."""
+    def step():
+        model.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    return step
+
+
+def kernel_sizes(model, input_size) -> list[int]:
+    from flexlib import FlexConv
+    return [m.kernel_for(input_size).shape[-1] for m in model.modules() if isinstance(m, FlexConv)]
