@@ -191,3 +191,26 @@ def test_two_process_ddp_gradient_equals_the_single_process_gradient(tmp_path):
     ddp = torch.load(out)
     for name, p in model.named_parameters():
         torch.testing.assert_close(ddp[name], p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_load_model_and_initial_model_give_the_run_s_weights(tmp_path):
+    from flexlib.train import initial_model, load_model
+    cfg = seq_config(tmp_path, epochs=1)
+    start = initial_model(cfg)
+    result = run_experiment(cfg, "snap")
+    loaded = load_model(result.run_dir)
+    saved = load(result.run_dir / CHECKPOINT)["model"]
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in saved.items())
+    changed = [k for k, v in start.state_dict().items() if v.is_floating_point() and not torch.equal(v, saved[k])]
+    assert changed, "one epoch of training should change the initial weights"
+    assert result.metadata["num_classes"] == 9 and result.metadata["in_channels"] == 12
+
+
+def test_a_model_without_flexconvs_is_tested_at_the_target_resolution_as_it_is(tmp_path):
+    cfg = ExperimentConfig(
+        data=DataConfig("cifar10", offline=True, train_size=64, test_size=32),
+        model=ModelConfig("flexnet-3", {"width": 4, "type": "conv", "kernel_size": 3}),
+        optim=OptimConfig(warmup_epochs=0), train=TrainConfig(epochs=1, batch_size=32, out_dir=str(tmp_path)),
+        resolution=ResolutionConfig(source=16, target=32, finetune_epochs=1))
+    result = run_experiment(cfg, "discrete")
+    assert [h["stage"] for h in result.history] == ["train", "target-before-finetune", "finetune"]

@@ -41,6 +41,11 @@ class RunResult:
     def final(self) -> dict:
         return self.history[-1] if self.history else {}
 
+    @property
+    def metadata(self) -> dict:
+        """The run's metadata.json (dataset, seed, parameter count, versions, device)."""
+        return json.loads((self.run_dir / "metadata.json").read_text())
+
 
 def stages_of(cfg: ExperimentConfig) -> list[Stage]:
     if cfg.resolution is None:
@@ -65,6 +70,40 @@ def load_run_config(run_dir: str | Path) -> ExperimentConfig:
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a flexlib run folder: no config.yaml in it")
     return from_dict(ExperimentConfig, yaml.safe_load(path.read_text()), where=str(path))
+
+
+def run_params(params_file: str | Path, profile: str = "full", overrides: list[str] | None = None,
+               name: str | None = None, **kwargs) -> RunResult:
+    """What `python -m flexlib train params_file --profile P --set ...` does, from Python (notebooks)."""
+    from ..config import load_config
+    cfg = load_config(params_file, profile, overrides)
+    return run_experiment(cfg, name or f"{Path(params_file).stem}-{profile}", **kwargs)
+
+
+def initial_model(cfg: ExperimentConfig) -> nn.Module:
+    """The model `run_experiment(cfg)` starts training from: the same config and seed, so the same initial weights."""
+    data = build(replace(cfg.data, resolution=stages_of(cfg)[0].resolution), cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)
+    return default_model(cfg, data)
+
+
+def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The model of a run as its latest checkpoint left it (after its last finished epoch), in eval mode.
+
+    The model is built with the run's config.yaml; a run with a resolution stage past its first is retargeted
+    as the run was (eq. 9), so its FlexConvs carry the same sampling-rate factor."""
+    from ..flexconv import FlexConv
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    state = checkpoint.load(run_dir / CHECKPOINT, map_location=device)
+    model = initial_model(cfg)
+    stages = stages_of(cfg)
+    if state["stage"] > 0 and any(isinstance(m, FlexConv) for m in model.modules()):
+        from ..resolution import retarget
+        for previous, stage in zip(stages[:state["stage"]], stages[1:state["stage"] + 1]):
+            retarget(model, previous.resolution, stage.resolution)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
 
 
 def _loaders(data: ClassificationData, cfg: ExperimentConfig, info: distributed.DistInfo):
@@ -121,7 +160,8 @@ def run_experiment(cfg: ExperimentConfig, name: str = "run", run_dir: str | Path
     torch.manual_seed(cfg.train.seed + info.rank)
     if info.is_main and not resume:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        meta = {"name": name, "dataset": data.name, "seed": cfg.train.seed, "config": to_dict(cfg),
+        meta = {"name": name, "dataset": data.name, "in_channels": data.in_channels, "num_classes": data.num_classes,
+                "seed": cfg.train.seed, "config": to_dict(cfg),
                 "parameters": sum(p.numel() for p in model.parameters()), **provenance(device, info.world_size)}
         (run_dir / "metadata.json").write_text(json.dumps(meta, indent=1))
     ddp_model = distributed.wrap(model, info, device, cfg.train.sync_batchnorm)
@@ -129,8 +169,10 @@ def run_experiment(cfg: ExperimentConfig, name: str = "run", run_dir: str | Path
     try:
         for si, stage in enumerate(stages):
             if si > 0:
+                from ..flexconv import FlexConv
                 from ..resolution import retarget
-                retarget(model, stages[si - 1].resolution, stage.resolution)
+                if any(isinstance(m, FlexConv) for m in model.modules()):   # discrete kernels keep their pixels
+                    retarget(model, stages[si - 1].resolution, stage.resolution)
                 data = build(replace(cfg.data, resolution=stage.resolution), cfg.train.seed)
             if si < start_stage:
                 continue

@@ -1,0 +1,81 @@
+"""Looking inside a trained model: its FlexConvs by depth, their masks (Fig. 6), kernel spectra and analytic
+maximum frequencies against the Nyquist frequency (Fig. 8, Table 4).
+
+Frequencies are in cycles per unit of the kernel coordinate, which spans [-1, 1], as in flexlib.alias: a kernel of
+k samples has spacing 2 / (k - 1), so its FFT reaches f_Nyq(k) = (k - 1) / 4 (eq. 24).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .alias import flexconv_max_frequency, magnet_max_frequency, mask_max_frequency, nyquist_frequency
+from .flexconv import FlexConv, grid, kernel_size_for
+
+
+def flexconv_layers(model: nn.Module) -> list[tuple[str, FlexConv]]:
+    """Every FlexConv/CKConv of `model` with its module path, in the order of the forward pass (depth)."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, FlexConv)]
+
+
+@torch.no_grad()
+def frequency_table(model: nn.Module, input_size: int) -> list[dict]:
+    """Per FlexConv: f⁺_MAGNet (eq. 21), the mask term and f⁺_FlexConv (eq. 22), and f_Nyq(k) (eq. 24) for the
+    kernel size k that an input of `input_size` samples per dimension gives."""
+    k = kernel_size_for(input_size)
+    rows = []
+    for depth, (name, conv) in enumerate(flexconv_layers(model)):
+        row = {"layer": name, "depth": depth, "k": k, "f_nyquist": nyquist_frequency(k),
+               "f_magnet": float(magnet_max_frequency(conv.kernel_net))}
+        if conv.mask is not None:
+            row["f_mask"] = float(mask_max_frequency(conv.mask))
+        row["f_flexconv"] = float(flexconv_max_frequency(conv))
+        rows.append(row)
+    return rows
+
+
+@torch.no_grad()
+def strongest_kernel(conv: FlexConv, size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The masked, uncropped kernel of the (out, in) channel pair with the largest norm, sampled on `size` points
+    per dimension over [-1, 1]^D, and that pair's indices."""
+    kernel = conv.sample_kernel(size)
+    norms = kernel.flatten(2).norm(dim=-1)
+    index = divmod(int(norms.argmax()), kernel.shape[1])
+    return kernel[index].cpu(), index
+
+
+def amplitude_spectrum(kernel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """|FFT| of a kernel sampled on k points per dimension over [-1, 1]^D, zero frequency centred, and the
+    frequency of each bin in cycles per unit (the same for every dimension of a square kernel)."""
+    k = kernel.shape[-1]
+    spectrum = torch.fft.fftshift(torch.fft.fftn(kernel.double()).abs())
+    freqs = torch.fft.fftshift(torch.fft.fftfreq(k, d=2.0 / (k - 1)))
+    return spectrum.float(), freqs.float()
+
+
+@torch.no_grad()
+def mask_on_grid(conv: FlexConv, size: int = 65) -> torch.Tensor:
+    """w_gauss (eq. 1) of `conv` on `size` points per dimension over [-1, 1]^D."""
+    if conv.mask is None:
+        raise ValueError(f"{type(conv).__name__} has no mask (a CKConv's kernel spans the whole input)")
+    p = conv.mask.mean_param
+    axes = [grid(size, p.device, p.dtype)] * conv.data_dim
+    coords = torch.stack([m.reshape(-1) for m in torch.meshgrid(*axes, indexing="ij")], dim=-1)
+    return conv.mask(coords).reshape((size,) * conv.data_dim).cpu()
+
+
+@torch.no_grad()
+def mask_table(model: nn.Module, input_size: int) -> list[dict]:
+    """Per FlexConv: μ and σ of its mask per dimension, and the kernel size dynamic cropping keeps (mask > the
+    crop threshold) on an input of `input_size` samples per dimension (§5)."""
+    k = kernel_size_for(input_size)
+    rows = []
+    for depth, (name, conv) in enumerate(flexconv_layers(model)):
+        if conv.mask is None:
+            continue
+        row = {"layer": name, "depth": depth}
+        for d, (mu, sigma) in enumerate(zip(conv.mask.mean.tolist(), conv.mask.sigma.tolist())):
+            row[f"mu[{d}]"], row[f"sigma[{d}]"] = mu, sigma
+        row["cropped_size"] = "x".join(str(len(a)) for a in conv.crop_axes((k,) * conv.data_dim))
+        rows.append(row)
+    return rows
