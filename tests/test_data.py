@@ -161,3 +161,9 @@ def test_espeak_speech_commands_standin(tmp_path):
     mfcc_train, mfcc_test = espeak_speech_commands(tmp_path, "mfcc", clips_per_word=4)   # from the cache
     assert mfcc_train.inputs.shape == (30, 20, 101)
     torch.testing.assert_close(mfcc_train.inputs.mean(dim=(0, 2)), torch.zeros(20), atol=1e-4, rtol=0)
+
+
+def test_name_says_how_much_of_a_standin_was_used():
+    cut = build(DataConfig("smnist", offline=True, train_size=64, test_size=32))
+    assert cut.name.endswith("[used: 64 train / 32 test]") and "stand-in for smnist" in cut.name
+    assert "[used:" not in build(DataConfig("char_trajectories", offline=True)).name

@@ -120,8 +120,11 @@ def build(cfg: DataConfig, seed: int = 0) -> ClassificationData:
         raise ValueError(f"unknown dataset {cfg.dataset!r}" + (f"; did you mean {close[0]!r}?" if close else "")
                          + f" Known: {sorted(DATASETS)}")
     data = DATASETS[cfg.dataset](cfg)
+    full = (len(data.train), len(data.test))
     data.train = seeded_subset(data.train, cfg.train_size, seed)
     data.test = seeded_subset(data.test, cfg.test_size, seed)
+    if (len(data.train), len(data.test)) != full:
+        data.name += f" [used: {len(data.train)} train / {len(data.test)} test]"
     return data
 
 
