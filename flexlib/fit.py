@@ -30,10 +30,14 @@ def coordinate_grid(height: int, width: int) -> torch.Tensor:
     return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
 
 
-def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """10 log10(1 / MSE) for images in [0, 1]; the prediction is clamped to [0, 1] first."""
-    mse = F.mse_loss(prediction.clamp(0, 1), target).item()
+def psnr_from_mse(mse: float) -> float:
+    """10 log10(1 / MSE) for signals in [0, 1]."""
     return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    """PSNR of images in [0, 1]; the prediction is clamped to [0, 1] first."""
+    return psnr_from_mse(F.mse_loss(prediction.clamp(0, 1), target).item())
 
 
 @dataclass

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fit import coordinate_grid, psnr_from_mse
 from .kernelnets import MAGNet, SIREN
 from .models.njet import NJetConv
 
@@ -31,15 +32,9 @@ GRID_SIZE = 33
 GABOR_SIGMA = 0.33
 
 
-def kernel_grid(size: int = GRID_SIZE) -> torch.Tensor:
-    """(size*size, 2) coordinates (y, x) on linspace(-1, 1, size)², row-major."""
-    ticks = torch.linspace(-1, 1, size)
-    return torch.stack(torch.meshgrid(ticks, ticks, indexing="ij"), dim=-1).reshape(-1, 2)
-
-
 def gabor_target(freq: float, size: int = GRID_SIZE, sigma: float = GABOR_SIGMA) -> torch.Tensor:
     """sin(ω y) sin(ω x) exp(-(x² + y²) / 2σ²) on linspace(-1, 1, size)²: (size, size)."""
-    y, x = kernel_grid(size).unbind(-1)
+    y, x = coordinate_grid(size, size).unbind(-1)
     values = torch.sin(freq * y) * torch.sin(freq * x) * torch.exp(-(x**2 + y**2) / (2 * sigma**2))
     return values.reshape(size, size)
 
@@ -96,7 +91,7 @@ class CoordinateKernel(nn.Module):
     def __init__(self, net: nn.Module, size: int = GRID_SIZE):
         super().__init__()
         self.net, self.size = net, size
-        self.register_buffer("coords", kernel_grid(size))
+        self.register_buffer("coords", coordinate_grid(size, size))
 
     def forward(self) -> torch.Tensor:
         return self.net(self.coords).reshape(self.size, self.size)
@@ -114,10 +109,6 @@ def build_model(name: str, size: int = GRID_SIZE) -> nn.Module:
     if name == "magnet-s":
         return CoordinateKernel(MAGNet(2, 1, hidden_features=3, num_layers=1), size)
     raise ValueError(f"unknown model {name!r}; expected 'njet<order>', 'siren', 'magnet' or 'magnet-s'")
-
-
-def clamped_psnr(mse_clamped: float) -> float:
-    return math.inf if mse_clamped == 0 else 10 * math.log10(1.0 / mse_clamped)
 
 
 @dataclass
@@ -156,7 +147,7 @@ def fit_kernel(model: nn.Module, target: torch.Tensor, iterations: int, lr: floa
     with torch.no_grad():
         prediction = model()
     mse_clamped = F.mse_loss(prediction.clamp(0, 1), target).item()
-    return KernelFit(best, clamped_psnr(mse_clamped), sum(p.numel() for p in model.parameters()), seconds,
+    return KernelFit(best, psnr_from_mse(mse_clamped), sum(p.numel() for p in model.parameters()), seconds,
                      prediction, curve)
 
 
