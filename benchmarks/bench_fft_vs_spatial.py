@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from common import parse_args, save, table, time_interleaved
+from common import parse_args, save, table
+from flexlib.engine.timing import time_interleaved
 
 from flexlib.functional import FFT_COST_FACTOR, conv_nd, fft_conv_nd, prefer_fft
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from common import flexnet16, parse_args, save, set_crop, table, time_interleaved, train_step
+from common import flexnet16, parse_args, save, set_crop, table, train_step
+from flexlib.engine.timing import time_interleaved
 
 from flexlib import FlexConv
 

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import parse_args, peak_memory, save, set_crop, table, time_interleaved
+from common import parse_args, save, set_crop, table
+from flexlib.engine.timing import peak_memory, time_interleaved
 
 import flexlib
 from flexlib import FlexConv

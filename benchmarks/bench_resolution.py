@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from common import flexnet16, kernel_sizes, parse_args, peak_memory, save, table, time_interleaved, train_step
+from common import flexnet16, kernel_sizes, parse_args, save, table, train_step
+from flexlib.engine.timing import peak_memory, time_interleaved
 
 
 def main():

@@ -18,7 +18,7 @@ for nb in $names; do
     echo "no notebook notebooks/$nb.ipynb; available: $(ls notebooks/*.ipynb | xargs -n1 basename | tr '\n' ' ')" >&2
     exit 2
   fi
-  params="params/${nb}_${profile}.yaml"
+  params="params/notebooks/${nb}_${profile}.yaml"
   if [ ! -f "$params" ]; then
     echo "no parameters $params for notebook $nb and profile $profile" >&2
     exit 2

@@ -1,4 +1,4 @@
-"""flexlib.analysis: spectra in cycles per unit of [-1, 1], masks on a grid (eq. 1), frequencies per layer (eq. 21-24)."""
+"""flexlib.paper.analysis: spectra in cycles per unit of [-1, 1], masks on a grid (eq. 1), frequencies per layer (eq. 21-24)."""
 import math
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from flexlib import FlexConv
 from flexlib.alias import flexconv_max_frequency, magnet_max_frequency, nyquist_frequency
-from flexlib.analysis import (amplitude_spectrum, flexconv_layers, frequency_table, mask_on_grid, mask_table,
+from flexlib.paper.analysis import (amplitude_spectrum, flexconv_layers, frequency_table, mask_on_grid, mask_table,
                               strongest_kernel)
 from flexlib.models import create
 

@@ -3,12 +3,12 @@ from pathlib import Path
 
 import pytest
 
-from flexlib.config import ConfigError, ExperimentConfig, FitConfig, load_config
+from flexlib.engine.config import ConfigError, ExperimentConfig, FitConfig, load_config
 
-# The engine's experiment files (params/ also holds notebook parameter files of another format).
+# The engine's experiment files (params/notebooks/ holds the notebooks' parameter files, another format).
 EXPERIMENTS = ["smnist", "pmnist", "scifar10", "npcifar10", "char_trajectories", "speech_commands_mfcc",
                "speech_commands_raw", "cifar10", "cifar10_alias_free", "mnist", "stl10", "imagenet32", "kodak"]
-PARAMS = [Path(__file__).resolve().parent.parent / "params" / f"{name}.yaml" for name in EXPERIMENTS]
+PARAMS = [Path(__file__).resolve().parent.parent / "params" / "experiments" / f"{name}.yaml" for name in EXPERIMENTS]
 
 
 @pytest.mark.parametrize("path", PARAMS, ids=lambda p: p.stem)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from flexlib.config import DataConfig
+from flexlib.engine.config import DataConfig
 from flexlib.data import DATASETS, MissingDatasetError, build, data_root, safe_extract, verify_checksum
 from flexlib.data.mfcc import dct_matrix, mel_filterbank, mfcc
 from flexlib.data.sequences import ImageSequences, generate_permutation, pmnist_permutation, rows_as_steps

@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from flexlib.config import FitConfig
+from flexlib.engine.config import FitConfig
 from flexlib.data.kodak import kodak_image
-from flexlib.fit import coordinate_grid, fit_image, psnr, run_fit
+from flexlib.paper.fitting import coordinate_grid, fit_image, psnr
+from flexlib.paper.kodak import run_fit
 
 
 def test_grid_spans_the_square_in_image_order():

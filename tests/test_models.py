@@ -9,7 +9,7 @@ import yaml
 import flexlib.models as M
 from flexlib import CKConv, FlexConv, GaussianMask
 from flexlib.models.conv import ConvConfig, FixedSizeCKConv, Subsample, build_conv
-from flexlib.models.paper import DATASETS, PAPER_ROWS, TOLERANCE
+from flexlib.paper.sizes import DATASETS, PAPER_ROWS, TOLERANCE
 
 
 def _row_param(row):

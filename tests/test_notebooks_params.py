@@ -1,4 +1,4 @@
-"""Every paper notebook's `parameters` cell holds the quick profile: its defaults equal params/<name>_quick.yaml,
+"""Every paper notebook's `parameters` cell holds the quick profile: its defaults equal params/notebooks/<name>_quick.yaml,
 and the quick and full YAML files name the same parameters (docs/notebooks.md)."""
 import ast
 import json
@@ -40,14 +40,14 @@ def test_parameters_cell_matches_quick_yaml(notebook):
     defaults = parameters_cell(notebook)
     assert REQUIRED <= set(defaults), f"{notebook.name}: the parameters cell lacks {sorted(REQUIRED - set(defaults))}"
     assert defaults["profile"] == "quick" and defaults["output_dir"] is None
-    quick = load_yaml(ROOT / "params" / f"{notebook.stem}_quick.yaml")
-    assert quick == defaults, f"{notebook.name}: parameters cell and params/{notebook.stem}_quick.yaml differ"
+    quick = load_yaml(ROOT / "params" / "notebooks" / f"{notebook.stem}_quick.yaml")
+    assert quick == defaults, f"{notebook.name}: parameters cell and params/notebooks/{notebook.stem}_quick.yaml differ"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_quick_and_full_yaml_have_the_same_keys(notebook):
-    quick = load_yaml(ROOT / "params" / f"{notebook.stem}_quick.yaml")
-    full = load_yaml(ROOT / "params" / f"{notebook.stem}_full.yaml")
+    quick = load_yaml(ROOT / "params" / "notebooks" / f"{notebook.stem}_quick.yaml")
+    full = load_yaml(ROOT / "params" / "notebooks" / f"{notebook.stem}_full.yaml")
     assert set(quick) == set(full), f"{notebook.stem}: quick/full keys differ: {sorted(set(quick) ^ set(full))}"
     assert full["profile"] == "full"
 

@@ -11,10 +11,10 @@ from torch import nn
 
 from flexlib import FlexConv
 from flexlib.__main__ import main
-from flexlib.checkpoint import load
-from flexlib.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, ResolutionConfig, TrainConfig
-from flexlib.train import NonFiniteLossError, build_optimizer, build_scheduler, run_experiment
-from flexlib.train.run import CHECKPOINT
+from flexlib.engine.checkpoint import load
+from flexlib.engine.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, ResolutionConfig, TrainConfig
+from flexlib.engine import NonFiniteLossError, build_optimizer, build_scheduler, run_experiment
+from flexlib.engine.run import CHECKPOINT
 
 torch.set_num_threads(1)
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -167,8 +167,8 @@ def _ddp_worker(rank, port, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from flexlib import distributed
-    from flexlib.train.loop import StepOptions, batch_loss
+    from flexlib.engine import distributed
+    from flexlib.engine.loop import StepOptions, batch_loss
     info = distributed.setup("cpu")
     model = distributed.wrap(_tiny_model(), info, torch.device("cpu"))
     x, y = _batch()
@@ -181,7 +181,7 @@ def _ddp_worker(rank, port, out):
 
 
 def test_two_process_ddp_gradient_equals_the_single_process_gradient(tmp_path):
-    from flexlib.train.loop import StepOptions, batch_loss
+    from flexlib.engine.loop import StepOptions, batch_loss
     out = tmp_path / "grads.pt"
     mp.spawn(_ddp_worker, args=(_free_port(), str(out)), nprocs=2, join=True)
     model = _tiny_model()
@@ -194,7 +194,7 @@ def test_two_process_ddp_gradient_equals_the_single_process_gradient(tmp_path):
 
 
 def test_load_model_and_initial_model_give_the_run_s_weights(tmp_path):
-    from flexlib.train import initial_model, load_model
+    from flexlib.engine import initial_model, load_model
     cfg = seq_config(tmp_path, epochs=1)
     start = initial_model(cfg)
     result = run_experiment(cfg, "snap")

@@ -38,11 +38,6 @@ KODAK_NETS = {
     "magnet": KernelNetConfig("magnet", 23, 10, init="layerwise", input_scale=256.0),
 }
 
-# Table 5 as printed (the row of "magnet-fathony-init" reads "7.261" in the OCR; see docs/models.md).
-KODAK_PAPER_PARAMS = {"siren": 7140, "fourier": 7400, "gabor": 7110, "gabor-improved-init": 7110,
-                      "magnet-fathony-init": 7260, "magnet": 7360}
-
-
 def kodak_kernel_net_config(row: str) -> KernelNetConfig:
     """The kernel-net config of a Table 5 row: one of KODAK_NETS."""
     if row not in KODAK_NETS:

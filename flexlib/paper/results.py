@@ -1,7 +1,7 @@
 """The paper's reported accuracies (%), as printed, keyed by the flexlib names the notebooks run.
 
-Sequence tables are keyed by registry model name and engine experiment (the stem of params/<experiment>.yaml);
-image tables by the paper's row label, which `flexlib.models.paper.PAPER_ROWS` also uses for the sizes. Rows the
+Sequence tables are keyed by registry model name and engine experiment (the stem of params/experiments/<experiment>.yaml);
+image tables by the paper's row label, which `flexlib.paper.sizes.PAPER_ROWS` also uses for the sizes. Rows the
 paper took from other works (marked * there) are left out: this project does not reproduce them.
 """
 from __future__ import annotations
@@ -75,7 +75,7 @@ MNIST = {"FlexNet-16": 99.7}                                       # Table 9
 STL10 = {"FlexNet-16": 68.6}                                       # Table 10
 IMAGE_TABLES = {"cifar10": ("Tables 3, 6", CIFAR10), "imagenet32": ("Table 7", IMAGENET32),
                 "mnist": ("Table 9", MNIST), "stl10": ("Table 10", STL10)}
-# Sizes the paper prints for rows that flexlib.models.paper.PAPER_ROWS does not hold (other input shapes).
+# Sizes the paper prints for rows that flexlib.paper.sizes.PAPER_ROWS does not hold (other input shapes).
 EXTRA_SIZES = {"mnist": {"FlexNet-16": ("flexnet-16", 1, 10, 670_000)},
                "stl10": {"FlexNet-16": ("flexnet-16", 3, 10, 670_000)}}
 

@@ -1,8 +1,8 @@
 """Compute claims as ratios (§5 cropping, §4.3 low-resolution training, Table 3's time column): the time of one
 training step (forward, cross-entropy, backward, Adam) of registry models on random CIFAR-shaped batches.
 
-Timings use torch.utils.benchmark; the settings of one comparison are timed in turn within each round, so load
-from other processes on a shared machine hits them alike, and we report the median over rounds. Random inputs are
+Timings use flexlib.engine.timing (the benchmarks' timer): the settings of one comparison are timed in turn within
+each round, so load from other processes on a shared machine hits them alike, and we report the median over rounds. Random inputs are
 enough: a step's cost does not depend on pixel values.
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch.utils import benchmark
 
-from .models import count_parameters, create
+from ..engine.timing import interleaved_samples
+from ..models import count_parameters, create
 
 # §5: "Cropping reduces the per-epoch run time by a factor of ... 5.5x for ... CIFAR-10."
 PAPER_CROPPING_SPEEDUP_CIFAR = 5.5
@@ -47,8 +47,6 @@ def training_step(model: torch.nn.Module, batch: int, size: int, device: str, nu
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if x.is_cuda:
-            torch.cuda.synchronize()
     return step
 
 
@@ -61,14 +59,7 @@ def time_settings(settings: list[Setting], batch: int, device: str = "cpu", roun
         model = create(s.model, 3, 10, **dict(s.overrides)).to(device)
         params[s.label] = count_parameters(model)
         steps[s.label] = training_step(model, batch, s.size, device)
-    for _ in range(warmup):
-        for step in steps.values():
-            step()
-    times = {label: [] for label in steps}
-    for _ in range(rounds):
-        for label, step in steps.items():
-            timer = benchmark.Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
-            times[label].append(timer.timeit(1).mean)
+    times = interleaved_samples(steps, repeats=rounds, warmup=warmup, device=device, budget_s=0)
     return [{"setting": s.label, "model": s.model, "input": f"{s.size}x{s.size}", "batch": batch,
              "overrides": dict(s.overrides), "params": params[s.label], "median_s": statistics.median(times[s.label]),
              "rounds_s": times[s.label]} for s in settings]

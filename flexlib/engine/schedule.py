@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.optim import lr_scheduler
 
-from ..config import OptimConfig
+from .config import OptimConfig
 from ..params import param_groups
 
 

@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fit import coordinate_grid, psnr_from_mse
-from .kernelnets import MAGNet, SIREN
-from .models.njet import NJetConv
+from .fitting import coordinate_grid, psnr_from_mse
+from ..kernelnets import MAGNet, SIREN
+from ..models.njet import NJetConv
 
-ASSETS = Path(__file__).resolve().parent / "assets" / "kernel_fitting"
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "kernel_fitting"
 GRID_SIZE = 33
 GABOR_SIGMA = 0.33
 

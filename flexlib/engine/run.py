@@ -12,8 +12,8 @@ import yaml
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from .. import checkpoint, distributed
-from ..config import ExperimentConfig, from_dict, to_dict
+from . import checkpoint, distributed
+from .config import ExperimentConfig, from_dict, to_dict
 from ..data import ClassificationData, build
 from .loop import StepOptions, evaluate, train_epoch
 from .metrics import mask_stats, write_metrics
@@ -75,7 +75,7 @@ def load_run_config(run_dir: str | Path) -> ExperimentConfig:
 def run_params(params_file: str | Path, profile: str = "full", overrides: list[str] | None = None,
                name: str | None = None, **kwargs) -> RunResult:
     """What `python -m flexlib train params_file --profile P --set ...` does, from Python (notebooks)."""
-    from ..config import load_config
+    from .config import load_config
     cfg = load_config(params_file, profile, overrides)
     return run_experiment(cfg, name or f"{Path(params_file).stem}-{profile}", **kwargs)
 

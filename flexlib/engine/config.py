@@ -16,22 +16,11 @@ from typing import Any, Literal
 
 import yaml
 
+from ..data.config import DataConfig
+
 
 class ConfigError(ValueError):
     """A params file or override that does not match the config dataclasses."""
-
-
-@dataclass
-class DataConfig:
-    dataset: str                      # a key of flexlib.data.DATASETS
-    offline: bool = False             # use the offline stand-in (quick profiles) instead of the paper's data
-    root: str | None = None           # data root; else $FLEXLIB_DATA; else ~/.cache/flexlib
-    download: bool = False            # let torchvision download the real dataset
-    augment: bool = False             # He et al. (2016) CIFAR augmentation: pad 4, random crop, flip
-    resolution: int | None = None     # resize images to this side length (Table 4, Fig. 5)
-    train_size: int | None = None     # keep a seeded random subset of this many training examples
-    test_size: int | None = None
-    num_workers: int = 0
 
 
 @dataclass

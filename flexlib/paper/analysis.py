@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .alias import flexconv_max_frequency, magnet_max_frequency, mask_max_frequency, nyquist_frequency
-from .flexconv import FlexConv, grid, kernel_size_for
+from ..alias import flexconv_max_frequency, magnet_max_frequency, mask_max_frequency, nyquist_frequency
+from ..flexconv import FlexConv, grid, kernel_size_for
 
 
 def flexconv_layers(model: nn.Module) -> list[tuple[str, FlexConv]]:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .. import distributed
+from . import distributed
 from ..alias import alias_loss
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import __version__
-from .train.provenance import git_commit
+from .. import __version__
+from ..engine.provenance import git_commit
 
 
 def cpu_name() -> str:

@@ -1,6 +1,6 @@
 """DistributedDataParallel under torchrun: process group setup, model wrapping, metric reduction.
 
-Launch: ``torchrun --nproc_per_node=N -m flexlib train params/x.yaml``. NCCL on GPUs, gloo on CPU.
+Launch: ``torchrun --nproc_per_node=N -m flexlib train params/experiments/x.yaml``. NCCL on GPUs, gloo on CPU.
 """
 from __future__ import annotations
 
