@@ -9,11 +9,12 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
+
+from flexlib.engine.provenance import git_state
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "benchmarks"
@@ -32,12 +33,6 @@ def parse_args(description: str, threads: int = 2) -> argparse.Namespace:
 
 def metadata(args: argparse.Namespace, settings: dict) -> dict:
     """Provenance of a run: versions, device, threads, commit, date, and the benchmark's own settings."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "flexlib"], cwd=ROOT, capture_output=True,
-                                    text=True).stdout.strip())
-    except OSError:
-        commit, dirty = "unknown", None
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -51,8 +46,7 @@ def metadata(args: argparse.Namespace, settings: dict) -> dict:
         device = torch.cuda.get_device_name()
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": commit,
-        "flexlib_uncommitted_changes": dirty,
+        **git_state(),
         "torch": torch.__version__,
         "python": sys.version.split()[0],
         "device": device,

@@ -4,8 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-unset PYTHONDONTWRITEBYTECODE
-export MPLBACKEND=Agg
+unset PYTHONDONTWRITEBYTECODE MPLBACKEND
 if [ $# -eq 0 ]; then
   set -- tests notebooks --nbval-lax --nbval-current-env
 fi

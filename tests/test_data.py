@@ -151,7 +151,6 @@ def test_left_pad_keeps_the_real_last_step_at_the_end():
     assert torch.equal(out[0], torch.tensor([[0.0, 0.0, 1.0, 2.0], [0.0, 0.0, 3.0, 4.0]]))
 
 
-@pytest.mark.skipif(__import__("shutil").which("espeak-ng") is None, reason="needs espeak-ng (apt-get install espeak-ng)")
 def test_espeak_speech_commands_standin(tmp_path):
     from flexlib.data.speech import espeak_speech_commands
     raw_train, raw_test = espeak_speech_commands(tmp_path, "raw", clips_per_word=4)

@@ -61,3 +61,20 @@ def test_notebook_is_stripped_and_uses_python3(notebook):
         if cell["cell_type"] == "code":
             assert not cell.get("outputs") and cell.get("execution_count") is None, \
                 f"{notebook.name}: commit notebooks with outputs stripped"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_nbformat_4_5_with_stable_cell_ids(notebook):
+    """JupyterLab adds ids to 4.4 notebooks on open and then marks them modified; 4.5 with ids opens clean."""
+    nb = json.loads(notebook.read_text())
+    assert (nb["nbformat"], nb["nbformat_minor"]) == (4, 5), f"{notebook.name}: run scripts/tidy_notebooks.py sources"
+    ids = [cell.get("id") for cell in nb["cells"]]
+    assert all(ids) and len(set(ids)) == len(ids), f"{notebook.name}: every cell needs its own id"
+
+
+def test_tidy_script_finds_nothing_to_change():
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "tidy_notebooks.py"), "sources", "--check"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -38,7 +38,7 @@ def test_flextcn_learns_the_offline_sequence_task_via_cli(tmp_path, capsys):
     assert rows[-1]["test_acc"] > 3 / 9                              # 9 classes: chance is 1/9
     meta = json.loads((tmp_path / "run" / "metadata.json").read_text())
     assert "JapaneseVowels" in meta["dataset"] and "stand-in for CharacterTrajectories" in meta["dataset"]
-    assert meta["torch"] == torch.__version__ and meta["seed"] == 0 and "flexlib_commit" in meta
+    assert meta["torch"] == torch.__version__ and meta["seed"] == 0 and "git_commit" in meta
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
     assert "blocks.0.conv1.mu[0]" in header and "blocks.0.conv1.sigma[0]" in header and "lr" in header
 

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from .config import DataConfig
 from . import speech, standins, timeseries, vision
 from .sequences import ImageSequences, pmnist_permutation
-from .storage import MissingDatasetError, data_root, safe_extract, sha256, verify_checksum
+from .storage import DatasetFormatError, MissingDatasetError, data_root, safe_extract, sha256, verify_checksum
 from .tensors import TensorExamples, seeded_subset
 
 
@@ -128,5 +128,5 @@ def build(cfg: DataConfig, seed: int = 0) -> ClassificationData:
     return data
 
 
-__all__ = ["ClassificationData", "DataConfig", "DATASETS", "build", "MissingDatasetError", "data_root", "safe_extract",
+__all__ = ["ClassificationData", "DataConfig", "DATASETS", "build", "DatasetFormatError", "MissingDatasetError", "data_root", "safe_extract",
            "sha256", "verify_checksum", "ImageSequences", "pmnist_permutation"]

@@ -3,16 +3,13 @@ from __future__ import annotations
 
 import io
 import random
-import shutil
-import subprocess
-import tempfile
 import wave
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
-
+from .._progress import progress
+from . import espeak
 from .mfcc import mfcc
 from .storage import MissingDatasetError, safe_extract
 from .tensors import TensorExamples, seeded_split, standardize
@@ -20,7 +17,7 @@ from .tensors import TensorExamples, seeded_split, standardize
 WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 SAMPLE_RATE = 16000
 SC_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
-ESPEAK_TRAIN_VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
+ESPEAK_TRAIN_VOICES = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd")  # "en": British
 ESPEAK_TEST_VOICES = ("en-029", "en-us-nyc")      # held out: the test set has unseen voices
 ESPEAK_VARIANTS = ("", "+m3", "+f2", "+f4")
 
@@ -64,7 +61,7 @@ def speech_commands(root: Path, representation: str):
                                       f"download {SC_URL} into {root} (it is unpacked on first use)")
         clips, labels = [], []
         for label, word in enumerate(WORDS):
-            for path in tqdm(sorted((folder / word).glob("*.wav")), desc=f"reading {word}", leave=False):
+            for path in progress(sorted((folder / word).glob("*.wav")), desc=f"reading {word}"):
                 audio, _ = read_wav(path)
                 if len(audio) == SAMPLE_RATE:
                     clips.append(audio)
@@ -79,12 +76,11 @@ def speech_commands(root: Path, representation: str):
                      TensorExamples(stored["x"][test], stored["y"][test]), representation)
 
 
-def _synthesize(word: str, voice: str, speed: int, pitch: int, offset_fraction: float, workdir: Path) -> torch.Tensor:
-    path = workdir / "clip.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(path), word],
-                   check=True, capture_output=True)
-    audio, rate = read_wav(path.read_bytes())
-    audio = resample(audio, rate, SAMPLE_RATE)
+def _synthesize(word: str, voice: str, speed: int, pitch: int, offset_fraction: float) -> torch.Tensor:
+    """`word` spoken by eSpeak NG, resampled to 16 kHz, trimmed of silence and placed at `offset_fraction` of the
+    free space in a 1 s clip."""
+    speaker = espeak.engine()
+    audio = resample(torch.from_numpy(speaker.say(word, voice, speed, pitch)), speaker.sample_rate, SAMPLE_RATE)
     loud = torch.nonzero(audio.abs() > 1e-3).flatten()
     audio = audio[loud[0]: loud[-1] + 1][:SAMPLE_RATE] if len(loud) else audio[:SAMPLE_RATE]
     clip = torch.zeros(SAMPLE_RATE)
@@ -94,28 +90,23 @@ def _synthesize(word: str, voice: str, speed: int, pitch: int, offset_fraction: 
 
 
 def espeak_speech_commands(root: Path, representation: str, clips_per_word: int = 60, seed: int = 0):
-    """Offline stand-in: the ten SC10 words spoken by espeak-ng, 1 s at 16 kHz.
+    """Offline stand-in: the ten SC10 words spoken by eSpeak NG (flexlib.data.espeak), 1 s at 16 kHz.
 
     Each clip draws (voice, variant, speed 110-200 wpm, pitch 20-80, position in the 1 s window) from a
     generator seeded with ``seed``; test clips use voices never seen in training. Cached under ``root``.
     """
     cache = root / "espeak-sc10" / f"clips_{clips_per_word}_seed{seed}.pt"
     if not cache.is_file():
-        if shutil.which("espeak-ng") is None:
-            raise MissingDatasetError("speech_commands (espeak-ng stand-in)", "PATH (no espeak-ng executable)",
-                                      "install espeak-ng, e.g. `apt-get install -y espeak-ng`")
         rng = random.Random(seed)
         clips, labels, is_test = [], [], []
         n_test = max(1, round(clips_per_word * 0.25))
-        with tempfile.TemporaryDirectory() as tmp:
-            for label, word in enumerate(tqdm(WORDS, desc="espeak-ng SC10")):
-                for i in range(clips_per_word):
-                    voices = ESPEAK_TEST_VOICES if i < n_test else ESPEAK_TRAIN_VOICES
-                    voice = rng.choice(voices) + rng.choice(ESPEAK_VARIANTS)
-                    clips.append(_synthesize(word, voice, rng.randint(110, 200), rng.randint(20, 80),
-                                             rng.random(), Path(tmp)))
-                    labels.append(label)
-                    is_test.append(i < n_test)
+        for label, word in enumerate(progress(WORDS, desc="espeak-ng SC10")):
+            for i in range(clips_per_word):
+                voices = ESPEAK_TEST_VOICES if i < n_test else ESPEAK_TRAIN_VOICES
+                voice = rng.choice(voices) + rng.choice(ESPEAK_VARIANTS)
+                clips.append(_synthesize(word, voice, rng.randint(110, 200), rng.randint(20, 80), rng.random()))
+                labels.append(label)
+                is_test.append(i < n_test)
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp_cache = cache.with_suffix(".tmp")
         torch.save({"x": torch.stack(clips), "y": torch.tensor(labels), "test": torch.tensor(is_test)}, tmp_cache)

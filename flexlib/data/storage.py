@@ -18,6 +18,16 @@ class MissingDatasetError(FileNotFoundError):
                          f"the quick profiles use offline stand-ins (data.offline=true).")
 
 
+class DatasetFormatError(ValueError):
+    """A dataset file exists but does not hold what its format promises; the message names the file and what was
+    expected."""
+
+    def __init__(self, path: Path | str, expected: str, found: str = ""):
+        self.path = Path(path)
+        super().__init__(f"{path} is not a valid dataset file: expected {expected}"
+                         + (f", found {found}" if found else "") + ". Delete it and fetch it again.")
+
+
 def data_root(root: str | Path | None = None) -> Path:
     """The data folder: the argument, else $FLEXLIB_DATA, else ~/.cache/flexlib."""
     if root is not None:

@@ -1,6 +1,5 @@
-"""Fitting a coordinate network to a signal (§4.1): the coordinate grid, PSNR and the full-batch Adam loop that
-Table 5 (an image's RGB values from pixel coordinates in [-1, 1]², flexlib.paper.kodak) and Fig. 4 (a kernel,
-flexlib.paper.kernel_fitting) share.
+"""Fitting a coordinate network to a signal (§4.1): the coordinate grid and PSNR that Table 5 (flexlib.paper.kodak)
+and Fig. 4 (flexlib.paper.kernel_fitting) share, and Table 5's full-batch Adam loop over an image's RGB values.
 
 Each network is fitted with full-batch Adam for N iterations at a constant learning rate (App. D.2); PSNR is
 computed on the outputs clamped to [0, 1].
@@ -14,7 +13,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
+
+from .._progress import progress as progress_bar
 
 
 def coordinate_grid(height: int, width: int) -> torch.Tensor:
@@ -52,7 +52,7 @@ def fit_image(net: nn.Module, image: torch.Tensor, iterations: int, lr: float, p
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     curve = []
     started = time.time()
-    for step in tqdm(range(iterations), desc=progress, leave=False, **({} if progress else {"disable": True})):
+    for step in progress_bar(range(iterations), desc=progress, leave=False, disable=not progress):
         out = net(coords)
         loss = F.mse_loss(out, target)
         if record_every and step % record_every == 0:

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from .. import __version__
-from ..engine.provenance import git_commit
+from ..engine.provenance import git_state
 
 
 def cpu_name() -> str:
@@ -40,7 +40,7 @@ def describe(device: str | torch.device) -> str:
 
 def run_metadata(parameters: dict, device: str | torch.device = "cpu") -> dict:
     """Provenance of a notebook run: git commit, torch/flexlib/python versions, device, CPU, date, parameters."""
-    return {"git_commit": git_commit(), "flexlib": __version__, "torch": torch.__version__,
+    return {**git_state(), "flexlib": __version__, "torch": torch.__version__,
             "python": platform.python_version(), "device": describe(device), "cpu": cpu_name(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "host": platform.node(),
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "parameters": parameters}
@@ -53,6 +53,26 @@ def resolve_output_dir(output_dir: str | os.PathLike | None, name: str) -> Path:
     path = Path(output_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def portable(value, root: Path = REPOSITORY):
+    """`value` with every absolute path made relative to the repository `root`; a path outside it keeps only its
+    last component, after `<outside the repository>/`. Committed metadata names no folder of the machine that ran
+    it."""
+    if isinstance(value, dict):
+        return {k: portable(v, root) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v, root) for v in value]
+    if isinstance(value, (str, os.PathLike)) and os.path.isabs(value) and "\n" not in str(value):
+        path = Path(value).resolve()
+        try:
+            return str(path.relative_to(root.resolve()))
+        except ValueError:
+            return f"<outside the repository>/{path.name}"
+    return value
 
 
 def _jsonable(value):
@@ -71,7 +91,7 @@ def save_results(output_dir: str | os.PathLike, name: str, results, figures: dic
                  metadata: dict | None = None) -> list[Path]:
     """Write `results` into `output_dir`: a DataFrame as <name>.csv + <name>.json (records), a dict as
     <name>.json; each matplotlib figure in `figures` ({stem: figure}) as <stem>.png; `metadata` as
-    metadata.json. Returns the paths written."""
+    metadata.json, its paths made `portable`. Returns the paths written."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -89,7 +109,7 @@ def save_results(output_dir: str | os.PathLike, name: str, results, figures: dic
         figure.savefig(out / f"{stem}.png", dpi=120, bbox_inches="tight")
         written.append(out / f"{stem}.png")
     if metadata is not None:
-        (out / "metadata.json").write_text(json.dumps(_jsonable(metadata), indent=1) + "\n")
+        (out / "metadata.json").write_text(json.dumps(_jsonable(portable(metadata)), indent=1) + "\n")
         written.append(out / "metadata.json")
     return written
 

@@ -1,0 +1,71 @@
+"""Keep the paper notebooks diff-friendly.
+
+    python scripts/tidy_notebooks.py sources [--check]   # notebooks/*.ipynb: nbformat 4.5, a stable id per cell,
+                                                         # outputs and execution counts stripped
+    python scripts/tidy_notebooks.py executed FILE...    # an executed copy: merge consecutive stream outputs and
+                                                         # keep only the last redraw of each progress-bar line
+
+Ids are given once, to cells that have none, and kept from then on, so JupyterLab opens and saves a notebook
+without rewriting it.
+"""
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+import nbformat
+from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tidy_source(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    used = {c.get("id") for c in nb.cells}
+    for cell in nb.cells:
+        if not cell.get("id"):
+            cell.id = next(i for i in iter(lambda: uuid.uuid4().hex[:8], None) if i not in used)
+            used.add(cell.id)
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        cell.metadata.pop("execution", None)
+    nb.metadata.pop("papermill", None)
+    return nb
+
+
+def sources(check: bool) -> int:
+    changed = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        text = path.read_text()
+        nb = tidy_source(nbformat.reads(text, as_version=4))
+        nbformat.validate(nb)
+        new = nbformat.writes(nb) + "\n"
+        if new != text:
+            changed.append(path.relative_to(ROOT))
+            if not check:
+                path.write_text(new)
+    if changed:
+        print(("needs tidying: " if check else "tidied: ") + ", ".join(map(str, changed)))
+    return 1 if check and changed else 0
+
+
+def executed(paths: list[str]) -> int:
+    for name in paths:
+        nb = nbformat.read(name, as_version=4)
+        nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
+        nbformat.write(nb, name)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["sources"] and set(argv[1:]) <= {"--check"}:
+        return sources("--check" in argv)
+    if argv[:1] == ["executed"] and argv[1:]:
+        return executed(argv[1:])
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
