@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from flexlib.engine.config import DataConfig
-from flexlib.data import DATASETS, MissingDatasetError, build, data_root, safe_extract, verify_checksum
+from flexlib.data import DataConfig
+from flexlib.data import DATASETS, DatasetFormatError, MissingDatasetError, build, data_root, safe_extract, verify_checksum
 from flexlib.data.mfcc import dct_matrix, mel_filterbank, mfcc
-from flexlib.data.sequences import ImageSequences, generate_permutation, pmnist_permutation, rows_as_steps
+from flexlib.data.sequences import ImageSequences, generate_permutation, pmnist_permutation, rows_as_steps, shared_noise
 from flexlib.data.tensors import TensorExamples
 
 
@@ -35,20 +35,22 @@ def test_pmnist_permutation_is_fixed_saved_and_a_permutation():
     assert torch.equal(seq[0], images[1][0].flatten()[perm])
 
 
-def test_npcifar10_rows_then_seeded_noise():
+def test_npcifar10_rows_then_the_runs_shared_noise():
     images = _images(4, 3, 32, 32)
-    view = ImageSequences(images, "noise_padded", noise_seed=7)
+    noise = shared_noise(seed=7)
+    view = ImageSequences(images, "noise_padded", noise=noise)
     seq, _ = view[3]
     assert seq.shape == (96, 1000)
     img = images[3][0]
     # step h holds row h of all three channels: channel c, column w at feature c * 32 + w
     assert torch.equal(seq[:, 5], torch.cat([img[c, 5] for c in range(3)]))
     assert torch.equal(seq[:, :32], rows_as_steps(img))
-    noise = seq[:, 32:]
-    assert torch.equal(noise, ImageSequences(images, "noise_padded", noise_seed=7)[3][0][:, 32:])   # same every run
-    assert not torch.equal(noise, view[2][0][:, 32:])                                             # differs per example
-    assert not torch.equal(noise, ImageSequences(images, "noise_padded", noise_seed=8)[3][0][:, 32:])
+    assert torch.equal(seq[:, 32:], view[2][0][:, 32:])                 # one noise for every example (authors' code)
+    assert torch.equal(shared_noise(seed=7), noise)                      # the same for the same run seed
+    assert not torch.equal(shared_noise(seed=8), noise)
     assert abs(noise.mean()) < 0.05 and abs(noise.std() - 1) < 0.05
+    data = build(DataConfig("npcifar10", offline=True, train_size=2, test_size=2), seed=3)
+    assert torch.equal(data.train[0][0][:, 32:], data.test[1][0][:, 32:])   # train and test share it
 
 
 def test_offline_sequence_standins_keep_the_task_shape():
@@ -59,6 +61,7 @@ def test_offline_sequence_standins_keep_the_task_shape():
         assert "stand-in for " + key in data.name
     ct = build(DataConfig("char_trajectories", offline=True))
     assert "JapaneseVowels" in ct.name and ct.train[0][0].shape == (12, 29) and ct.num_classes == 9
+    assert (len(ct.train), len(ct.val), len(ct.test)) == (448, 96, 96)          # 640 series, 70 / 15 / 15
 
 
 def test_photo_patches_train_and_test_are_disjoint_images_with_augmentation():
@@ -114,7 +117,7 @@ def test_checksum(tmp_path):
     f = tmp_path / "f"
     f.write_bytes(b"abc")
     verify_checksum(f, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")    # sha256("abc")
-    with pytest.raises(ValueError, match="checksum mismatch"):
+    with pytest.raises(DatasetFormatError, match=r"f is not a valid dataset file: expected the published file \(sha256 0+\), found sha256 ba78"):
         verify_checksum(f, "0" * 64)
 
 
@@ -122,12 +125,12 @@ def test_mfcc_matches_a_numpy_reference():
     torch.manual_seed(0)
     x = torch.randn(16000)
     out = mfcc(x)
-    assert out.shape == (20, 101)
+    assert out.shape == (20, 161)            # torchaudio's default hop n_fft // 2 = 100, as the authors' code
     # independent reference: numpy framing with reflect padding, rfft power, filterbank, log, DCT-II by definition
-    n_fft, hop = 200, 160
+    n_fft, hop = 200, 100
     padded = np.pad(x.numpy().astype(np.float64), n_fft // 2, mode="reflect")
     window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
-    frames = np.stack([padded[i * hop: i * hop + n_fft] * window for i in range(101)])
+    frames = np.stack([padded[i * hop: i * hop + n_fft] * window for i in range(161)])
     power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
     logmel = np.log(power @ mel_filterbank(101, 64, 16000).double().numpy() + 1e-6)
     n, k = np.arange(64), np.arange(20)
@@ -143,23 +146,40 @@ def test_every_registered_dataset_has_an_offline_standin():
             "speech_commands_raw", "cifar10", "mnist", "stl10", "imagenet32"} <= set(DATASETS)
 
 
-def test_left_pad_keeps_the_real_last_step_at_the_end():
-    from flexlib.data.timeseries import left_pad
-    nan_padded = np.array([[1.0, 2.0, np.nan], [3.0, 4.0, np.nan]])           # UEA-style trailing NaN padding
-    out = left_pad([nan_padded, np.ones((2, 4))])
-    assert out.shape == (2, 2, 4)
-    assert torch.equal(out[0], torch.tensor([[0.0, 0.0, 1.0, 2.0], [0.0, 0.0, 3.0, 4.0]]))
+def test_kidger_padding_split_and_per_step_normalisation():
+    from flexlib.data import kidger
+    out = kidger.pad_with_last([np.array([[1.0, 2.0], [3.0, 4.0]]), np.ones((2, 4))])
+    assert torch.equal(out[0], torch.tensor([[1.0, 2.0, 2.0, 2.0], [3.0, 4.0, 4.0, 4.0]]))   # the last value repeats
+    labels = torch.arange(200) % 5
+    train, val, test = kidger.split_70_15_15(labels)
+    assert (len(train), len(val), len(test)) == (140, 30, 30)
+    assert set(train) | set(val) | set(test) == set(range(200)) and not set(train) & set(test)
+    assert all((labels[torch.as_tensor(part)] == c).sum() * 5 == len(part) for part in (train, val, test)
+               for c in range(5))                                                  # stratified
+    from sklearn.model_selection import train_test_split                          # the authors' two calls
+    ref_train, rest = train_test_split(np.arange(200), train_size=0.7, random_state=0, stratify=labels.numpy())
+    assert sorted(ref_train) == sorted(train)
+    x = torch.randn(200, 3, 5) * torch.arange(1.0, 6.0) + 7
+    z = kidger.normalise_last_axis(x, train)
+    ref = x[torch.as_tensor(train)]
+    for t in range(5):                                          # one mean/std per time step, over examples and channels
+        torch.testing.assert_close(z[..., t], (x[..., t] - ref[..., t].mean()) / (ref[..., t].std() + 1e-5))
+    with_nan = x.clone()
+    with_nan[torch.as_tensor(train[:3]), 0, 0] = float("nan")
+    assert torch.isfinite(kidger.normalise_last_axis(with_nan, train)[torch.as_tensor(val)]).all()
 
 
 def test_espeak_speech_commands_standin(tmp_path):
     from flexlib.data.speech import espeak_speech_commands
-    raw_train, raw_test = espeak_speech_commands(tmp_path, "raw", clips_per_word=4)
-    assert raw_train.inputs.shape == (30, 1, 16000) and raw_test.inputs.shape == (10, 1, 16000)
+    raw_train, raw_val, raw_test = espeak_speech_commands(tmp_path, "raw", clips_per_word=7)
+    assert raw_train.inputs.shape == (50, 1, 16000) and raw_test.inputs.shape == (10, 1, 16000)
+    assert raw_val.inputs.shape == (10, 1, 16000)
     assert torch.equal(torch.bincount(raw_test.labels), torch.ones(10, dtype=torch.long))
-    assert raw_train.inputs.abs().amax(dim=-1).min() > 0.01                     # every clip holds speech
-    mfcc_train, mfcc_test = espeak_speech_commands(tmp_path, "mfcc", clips_per_word=4)   # from the cache
-    assert mfcc_train.inputs.shape == (30, 20, 101)
-    torch.testing.assert_close(mfcc_train.inputs.mean(dim=(0, 2)), torch.zeros(20), atol=1e-4, rtol=0)
+    assert raw_train.inputs.std(dim=-1).min() > 0.01                             # every clip holds speech
+    mfcc_train, _, _ = espeak_speech_commands(tmp_path, "mfcc", clips_per_word=7)   # from the cache
+    assert mfcc_train.inputs.shape == (50, 20, 161)
+    per_step_mean = mfcc_train.inputs.mean(dim=(0, 1))                           # normalized per time step
+    torch.testing.assert_close(per_step_mean, torch.zeros(161), atol=1e-4, rtol=0)
 
 
 def test_name_says_how_much_of_a_standin_was_used():

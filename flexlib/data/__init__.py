@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from .config import DataConfig
 from . import speech, standins, timeseries, vision
-from .sequences import ImageSequences, pmnist_permutation
+from .sequences import ImageSequences, pmnist_permutation, shared_noise
 from .storage import DatasetFormatError, MissingDatasetError, data_root, safe_extract, sha256, verify_checksum
 from .tensors import TensorExamples, seeded_subset
 
@@ -24,6 +24,7 @@ class ClassificationData:
     in_channels: int
     num_classes: int
     kind: Literal["sequence", "image"]
+    val: Dataset | None = None      # a validation split, where the protocol selects the epoch by it (SC, CT)
 
 
 def _images(key: str, cfg: DataConfig, native: int, stands_for: str | None = None) -> tuple[str, Dataset, Dataset]:
@@ -43,10 +44,15 @@ def _images(key: str, cfg: DataConfig, native: int, stands_for: str | None = Non
         return name, TensorExamples(xtr, ytr, make(cfg.augment)), TensorExamples(xte, yte, make(False))
     stats = vision.STATS["imagenet" if key.startswith("imagenet") else key]
     if key.startswith("imagenet"):
-        make = lambda augment: vision.image_transform(*stats, augment, native, cfg.resolution, from_pil=False)
-        return (f"ImageNet{native} (Chrabaszcz et al., 2017)",
-                vision.DownsampledImageNet(root, native, True, make(cfg.augment)),
-                vision.DownsampledImageNet(root, native, False, make(False)))
+        # ImageNet-k exists at 8, 16, 32 and 64 px: a resolution stage loads that version, as the authors'
+        # run_crossres.py does (Table 8), instead of resizing.
+        k = cfg.resolution or native
+        if k not in (8, 16, 32, 64):
+            raise ValueError(f"data.resolution={k} for {key}: ImageNet-k exists at 8, 16, 32 and 64 px only")
+        make = lambda augment: vision.image_transform(*stats, augment, k, None, from_pil=False)
+        return (f"ImageNet{k} (Chrabaszcz et al., 2017)",
+                vision.DownsampledImageNet(root, k, True, make(cfg.augment)),
+                vision.DownsampledImageNet(root, k, False, make(False)))
     loader = {"mnist": vision.mnist, "cifar10": vision.cifar10, "stl10": vision.stl10}[key]
     make = lambda augment: vision.image_transform(*stats, augment, native, cfg.resolution)
     return (key.upper() + " (torchvision)", loader(root, True, cfg.download, make(cfg.augment)),
@@ -54,50 +60,52 @@ def _images(key: str, cfg: DataConfig, native: int, stands_for: str | None = Non
 
 
 def _image_task(key: str, native: int, channels: int, classes: int):
-    def build_images(cfg: DataConfig) -> ClassificationData:
+    def build_images(cfg: DataConfig, seed: int) -> ClassificationData:
         name, train, test = _images(key, cfg, native)
         return ClassificationData(name, train, test, channels, 10 if cfg.offline else classes, "image")
     return build_images
 
 
 def _sequence_task(key: str, mode: str, channels: int):
-    def build_sequences(cfg: DataConfig) -> ClassificationData:
+    def build_sequences(cfg: DataConfig, seed: int) -> ClassificationData:
         if cfg.augment or cfg.resolution:
             raise ValueError(f"{key} is a sequence task: data.augment and data.resolution do not apply")
         source = "mnist" if "mnist" in key else "cifar10"
         name, train, test = _images(source, cfg, 28 if source == "mnist" else 32, stands_for=key)
         perm = pmnist_permutation() if mode == "permuted" else None
+        noise = shared_noise(seed=seed) if mode == "noise_padded" else None
         name = name if cfg.offline else f"{key} from {name}"
-        return ClassificationData(name, ImageSequences(train, mode, perm), ImageSequences(test, mode, perm, noise_seed=1),
+        return ClassificationData(name, ImageSequences(train, mode, perm, noise), ImageSequences(test, mode, perm, noise),
                                   channels, 10, "sequence")
     return build_sequences
 
 
-def _char_trajectories(cfg: DataConfig) -> ClassificationData:
+def _char_trajectories(cfg: DataConfig, seed: int) -> ClassificationData:
     if cfg.offline:
-        train, test, k = timeseries.japanese_vowels()
-        name = "JapaneseVowels (aeon UEA, 12 channels, left-padded to 29 steps; stand-in for CharacterTrajectories)"
+        train, val, test, k = timeseries.japanese_vowels()
+        name = ("JapaneseVowels (aeon UEA, 12 channels, 640 series merged, padded with the last value to 29 steps, "
+                "re-split 70/15/15; stand-in for CharacterTrajectories)")
     else:
-        train, test, k = timeseries.character_trajectories(data_root(cfg.root))
-        name = "CharacterTrajectories (UEA)"
-    return ClassificationData(name, train, test, train.inputs.shape[1], k, "sequence")
+        train, val, test, k = timeseries.character_trajectories(data_root(cfg.root), cfg.download)
+        name = "CharacterTrajectories (UEA, merged and re-split 70/15/15 as Kidger et al.)"
+    return ClassificationData(name, train, test, train.inputs.shape[1], k, "sequence", val)
 
 
 def _speech(representation: str):
-    def build_speech(cfg: DataConfig) -> ClassificationData:
+    def build_speech(cfg: DataConfig, seed: int) -> ClassificationData:
         root = data_root(cfg.root)
         if cfg.offline:
-            train, test = speech.espeak_speech_commands(root, representation)
-            name = (f"espeak-ng-sc10-{representation} (ten SC10 words synthesized by espeak-ng, test voices unseen; "
-                    f"stand-in for Speech Commands {representation})")
+            train, val, test = speech.espeak_speech_commands(root, representation)
+            name = (f"espeak-ng-sc10-{representation} (ten SC10 words spoken by eSpeak NG, validation and test voices "
+                    f"unseen; stand-in for Speech Commands {representation})")
         else:
-            train, test = speech.speech_commands(root, representation)
+            train, val, test = speech.speech_commands(root, representation, cfg.download)
             name = f"Speech Commands SC10 {representation} (Kidger et al., 2020)"
-        return ClassificationData(name, train, test, train.inputs.shape[1], 10, "sequence")
+        return ClassificationData(name, train, test, train.inputs.shape[1], 10, "sequence", val)
     return build_speech
 
 
-DATASETS: dict[str, Callable[[DataConfig], ClassificationData]] = {
+DATASETS: dict[str, Callable[[DataConfig, int], ClassificationData]] = {
     "mnist": _image_task("mnist", 28, 1, 10),
     "cifar10": _image_task("cifar10", 32, 3, 10),
     "stl10": _image_task("stl10", 96, 3, 10),
@@ -113,13 +121,14 @@ DATASETS: dict[str, Callable[[DataConfig], ClassificationData]] = {
 
 
 def build(cfg: DataConfig, seed: int = 0) -> ClassificationData:
-    """The train/test data of ``cfg.dataset``, cut to ``train_size``/``test_size`` by a seeded subset."""
+    """The train/test (and, for SC and CT, validation) data of ``cfg.dataset``, cut to ``train_size``/``test_size``
+    by a seeded subset. ``seed`` is the run's seed (it also draws npCIFAR10's noise, as the authors' runs do)."""
     if cfg.dataset not in DATASETS:
         import difflib
         close = difflib.get_close_matches(cfg.dataset, DATASETS, n=1)
         raise ValueError(f"unknown dataset {cfg.dataset!r}" + (f"; did you mean {close[0]!r}?" if close else "")
                          + f" Known: {sorted(DATASETS)}")
-    data = DATASETS[cfg.dataset](cfg)
+    data = DATASETS[cfg.dataset](cfg, seed)
     full = (len(data.train), len(data.test))
     data.train = seeded_subset(data.train, cfg.train_size, seed)
     data.test = seeded_subset(data.test, cfg.test_size, seed)

@@ -6,6 +6,7 @@ SHA-256 matches, so a killed download or a corrupted one never leaves a file tha
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -35,7 +36,7 @@ def download(url: str, dest: str | Path, sha256: str | None = None, timeout: flo
         with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with progress_bar(total=total, unit="B", unit_scale=True, desc=f"downloading {dest.name}",
-                      disable=not progress) as bar:
+                              disable=not progress) as bar:
                 while block := response.read(1 << 20):
                     out.write(block)
                     digest.update(block)
@@ -47,10 +48,10 @@ def download(url: str, dest: str | Path, sha256: str | None = None, timeout: flo
             raise DownloadError(f"checksum mismatch for {url}: sha256 {digest.hexdigest()}, expected {sha256}; "
                                 f"the file was not kept. Try again or {by_hand}")
         os.replace(tmp, dest)
-    except (urllib.error.URLError, OSError) as err:
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
         if isinstance(err, DownloadError):
             raise
-        reason = getattr(err, "reason", None) or err
+        reason = getattr(err, "reason", None) or f"{type(err).__name__}: {err}"
         raise DownloadError(f"could not download {url} ({reason}); {by_hand}") from err
     finally:
         tmp.unlink(missing_ok=True)

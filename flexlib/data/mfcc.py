@@ -44,11 +44,12 @@ def dct_matrix(n_mfcc: int, n_mels: int) -> torch.Tensor:
 
 
 def mfcc(waveform: torch.Tensor, sample_rate: int = 16000, n_mfcc: int = 20, n_fft: int = 200,
-         hop_length: int = 160, n_mels: int = 64) -> torch.Tensor:
+         hop_length: int = 100, n_mels: int = 64) -> torch.Tensor:
     """(..., T) waveform -> (..., n_mfcc, frames) with frames = T // hop_length + 1.
 
-    Kidger et al. use n_fft=200, n_mels=64 and torchaudio's default hop n_fft // 2 = 100, giving 161 frames;
-    the FlexConv paper (App. B.2) reports 101 frames, which hop_length=160 (10 ms) gives: the default here.
+    Kidger et al. and the FlexConv authors' code use n_fft=200, n_mels=64 and torchaudio's default hop
+    n_fft // 2 = 100, giving 161 frames per second: the default here. App. B.2 of the paper reports 101 frames
+    (a hop of 160); the code made the paper's numbers.
     """
     shape = waveform.shape
     spec = torch.stft(waveform.reshape(-1, shape[-1]), n_fft=n_fft, hop_length=hop_length,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -33,29 +32,29 @@ def rows_as_steps(image: torch.Tensor) -> torch.Tensor:
     return image.permute(0, 2, 1).reshape(c * w, h)
 
 
-def noise_pad(sequence: torch.Tensor, length: int, rng: np.random.Generator) -> torch.Tensor:
-    """Append standard-normal noise steps to a (C, L) sequence up to ``length`` steps (Chang et al., 2019)."""
-    c, steps = sequence.shape
-    noise = torch.from_numpy(rng.standard_normal((c, length - steps))).to(sequence.dtype)
-    return torch.cat([sequence, noise], dim=1)
+def shared_noise(channels: int = 96, steps: int = NPCIFAR_LENGTH - 32, seed: int = 0) -> torch.Tensor:
+    """The npCIFAR10 noise: one standard-normal (channels, steps) tensor drawn from a generator seeded with `seed`
+    and appended to every image, train and test alike, as the authors' code does (one `torch.randn(1, 968, 96)` per
+    run)."""
+    return torch.randn(steps, channels, generator=torch.Generator().manual_seed(seed)).t().contiguous()
 
 
 class ImageSequences(Dataset):
     """View an image classification dataset as sequences.
 
     mode "pixels": sMNIST / sCIFAR10; "permuted": pMNIST (a fixed permutation of the pixel order);
-    "noise_padded": npCIFAR10, rows as steps followed by noise up to ``length`` steps. The noise of example i
-    comes from a numpy generator seeded with (noise_seed, i), so every epoch and every run sees the same noise.
+    "noise_padded": npCIFAR10, rows as steps followed by `noise` ((C·W, steps), see `shared_noise`).
     """
 
     def __init__(self, images: Dataset, mode: str, permutation: torch.Tensor | None = None,
-                 length: int = NPCIFAR_LENGTH, noise_seed: int = 0):
+                 noise: torch.Tensor | None = None):
         if mode not in ("pixels", "permuted", "noise_padded"):
             raise ValueError(f"mode must be 'pixels', 'permuted' or 'noise_padded', got {mode!r}")
         if mode == "permuted" and permutation is None:
             raise ValueError("mode 'permuted' needs a permutation")
-        self.images, self.mode, self.permutation = images, mode, permutation
-        self.length, self.noise_seed = length, noise_seed
+        if mode == "noise_padded" and noise is None:
+            raise ValueError("mode 'noise_padded' needs the noise steps (see shared_noise)")
+        self.images, self.mode, self.permutation, self.noise = images, mode, permutation, noise
 
     def __len__(self) -> int:
         return len(self.images)
@@ -66,6 +65,4 @@ class ImageSequences(Dataset):
             return pixels_as_sequence(image), label
         if self.mode == "permuted":
             return pixels_as_sequence(image)[:, self.permutation], label
-        # numpy's SeedSequence mixes both numbers fully (torch's CPU generator keeps only 32 bits of a seed)
-        rng = np.random.default_rng([self.noise_seed, index])
-        return noise_pad(rows_as_steps(image), self.length, rng), label
+        return torch.cat([rows_as_steps(image), self.noise.to(image.dtype)], dim=1), label

@@ -1,4 +1,9 @@
-"""Speech Commands SC10 (App. B.2): raw 16 kHz waveforms and MFCCs, plus an offline espeak-ng stand-in."""
+"""Speech Commands SC10 (App. B.2): raw 16 kHz waveforms and MFCCs, plus an offline stand-in spoken by eSpeak NG.
+
+Both go through the authors' preprocessing (flexlib.data.kidger): MFCCs as torchaudio's
+MFCC(n_mfcc=20, log_mels=True, n_fft=200, n_mels=64), whose default hop of 100 samples gives 161 frames (the
+authors' code; App. B.2 says 101), raw clips as (1, 16000); both normalized per time step with training statistics.
+"""
 from __future__ import annotations
 
 import io
@@ -8,16 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from .._progress import progress
-from . import espeak
+from . import espeak, kidger
 from .mfcc import mfcc
-from .storage import MissingDatasetError, safe_extract
-from .tensors import TensorExamples, seeded_split, standardize
+from .storage import DatasetFormatError
+from .tensors import TensorExamples
 
 WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 SAMPLE_RATE = 16000
-SC_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
-ESPEAK_TRAIN_VOICES = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd")  # "en": British
+SC10_CLIPS = 34975                                 # the 1 s clips of the ten words in v0.02 (Kidger et al. 2020)
+ESPEAK_TRAIN_VOICES = ("en-us", "en", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd")  # "en": British
+ESPEAK_VAL_VOICES = ("en-gb-x-rp",)                # held out for validation
 ESPEAK_TEST_VOICES = ("en-029", "en-us-nyc")      # held out: the test set has unseen voices
 ESPEAK_VARIANTS = ("", "+m3", "+f2", "+f4")
 
@@ -39,41 +46,50 @@ def resample(x: torch.Tensor, source_rate: int, target_rate: int) -> torch.Tenso
     return (torch.fft.irfft(spectrum[:keep], n=n_out) * (n_out / len(x))).float()
 
 
-def _features(train: TensorExamples, test: TensorExamples, representation: str):
-    """raw: (N, 1, 16000); mfcc: (N, 20, 101) standardized per coefficient with training statistics."""
+def features(clips: torch.Tensor, labels: torch.Tensor, splits, representation: str):
+    """(train, validation, test) TensorExamples of (N, 16000) clips: raw (N, 1, 16000) or MFCC (N, 20, 161),
+    normalized per time step with the statistics of the training indices `splits[0]`."""
     if representation == "raw":
-        return TensorExamples(train.inputs[:, None], train.labels), TensorExamples(test.inputs[:, None], test.labels)
-    if representation != "mfcc":
+        x = clips[:, None]
+    elif representation == "mfcc":
+        x = mfcc(clips)
+    else:
         raise ValueError(f"representation must be 'raw' or 'mfcc', got {representation!r}")
-    a, b = standardize(mfcc(train.inputs), mfcc(test.inputs), dims=(0, 2))
-    return TensorExamples(a, train.labels), TensorExamples(b, test.labels)
+    x = kidger.normalise_last_axis(x, splits[0])
+    return tuple(TensorExamples(x[torch.as_tensor(i)], labels[torch.as_tensor(i)]) for i in splits)
 
 
-def speech_commands(root: Path, representation: str):
-    """SC10 of Kidger et al. (2020): the ten words, 1 s clips only (34975), seeded 70/15/15 split (test = 15 %)."""
-    folder = root / "SpeechCommands"
+def _read_clip(path: Path) -> torch.Tensor:
+    try:
+        audio, rate = read_wav(path)
+    except (wave.Error, EOFError, ValueError) as err:
+        raise DatasetFormatError(path, "a 16-bit PCM WAV file", f"{type(err).__name__}: {err}") from err
+    if rate != SAMPLE_RATE:
+        raise DatasetFormatError(path, f"audio at {SAMPLE_RATE} Hz", f"{rate} Hz")
+    return audio
+
+
+def speech_commands(root: Path, representation: str, download: bool = False):
+    """SC10 of Kidger et al. (2020) as the authors build it: the 1 s clips of the ten words (34975 in v0.02),
+    stratified 70 / 15 / 15 split. Returns (train, validation, test)."""
+    from .sources import ensure
+    folder = ensure("speech_commands", root, download)
     cache = folder / "sc10_waveforms.pt"
     if not cache.is_file():
-        if not (folder / "yes").is_dir() and (root / "speech_commands_v0.02.tar.gz").is_file():
-            safe_extract(root / "speech_commands_v0.02.tar.gz", folder)
-        if not all((folder / w).is_dir() for w in WORDS):
-            raise MissingDatasetError("speech_commands", folder,
-                                      f"download {SC_URL} into {root} (it is unpacked on first use)")
         clips, labels = [], []
         for label, word in enumerate(WORDS):
             for path in progress(sorted((folder / word).glob("*.wav")), desc=f"reading {word}"):
-                audio, _ = read_wav(path)
-                if len(audio) == SAMPLE_RATE:
+                audio = _read_clip(path)
+                if len(audio) == SAMPLE_RATE:        # the authors (after Kidger) drop the shorter clips
                     clips.append(audio)
                     labels.append(label)
+        if not clips:
+            raise DatasetFormatError(folder, "1 s clips of 16000 samples in the ten word folders", "none")
         tmp_cache = cache.with_suffix(".tmp")
         torch.save({"x": torch.stack(clips), "y": torch.tensor(labels)}, tmp_cache)
         tmp_cache.replace(cache)
-    stored = torch.load(cache)
-    rest, test = seeded_split(len(stored["y"]), 0.15, seed=0)
-    train = rest[: int(round(0.7 / 0.85 * len(rest)))]            # the remaining 15 % is Kidger's validation split
-    return _features(TensorExamples(stored["x"][train], stored["y"][train]),
-                     TensorExamples(stored["x"][test], stored["y"][test]), representation)
+    stored = torch.load(cache, weights_only=True)
+    return features(stored["x"], stored["y"], kidger.split_70_15_15(stored["y"]), representation)
 
 
 def _synthesize(word: str, voice: str, speed: int, pitch: int, offset_fraction: float) -> torch.Tensor:
@@ -93,25 +109,25 @@ def espeak_speech_commands(root: Path, representation: str, clips_per_word: int 
     """Offline stand-in: the ten SC10 words spoken by eSpeak NG (flexlib.data.espeak), 1 s at 16 kHz.
 
     Each clip draws (voice, variant, speed 110-200 wpm, pitch 20-80, position in the 1 s window) from a
-    generator seeded with ``seed``; test clips use voices never seen in training. Cached under ``root``.
-    """
+    generator seeded with ``seed``; validation and test clips use voices never heard in training (one voice for
+    validation, two for test). Cached under ``root``. Returns (train, validation, test)."""
     cache = root / "espeak-sc10" / f"clips_{clips_per_word}_seed{seed}.pt"
     if not cache.is_file():
         rng = random.Random(seed)
-        clips, labels, is_test = [], [], []
-        n_test = max(1, round(clips_per_word * 0.25))
+        clips, labels, split = [], [], []
+        n_held = max(1, round(clips_per_word * 0.15))
         for label, word in enumerate(progress(WORDS, desc="espeak-ng SC10")):
             for i in range(clips_per_word):
-                voices = ESPEAK_TEST_VOICES if i < n_test else ESPEAK_TRAIN_VOICES
+                part = 2 if i < n_held else 1 if i < 2 * n_held else 0
+                voices = (ESPEAK_TRAIN_VOICES, ESPEAK_VAL_VOICES, ESPEAK_TEST_VOICES)[part]
                 voice = rng.choice(voices) + rng.choice(ESPEAK_VARIANTS)
                 clips.append(_synthesize(word, voice, rng.randint(110, 200), rng.randint(20, 80), rng.random()))
                 labels.append(label)
-                is_test.append(i < n_test)
+                split.append(part)
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp_cache = cache.with_suffix(".tmp")
-        torch.save({"x": torch.stack(clips), "y": torch.tensor(labels), "test": torch.tensor(is_test)}, tmp_cache)
+        torch.save({"x": torch.stack(clips), "y": torch.tensor(labels), "split": torch.tensor(split)}, tmp_cache)
         tmp_cache.replace(cache)
-    stored = torch.load(cache)
-    test = stored["test"]
-    return _features(TensorExamples(stored["x"][~test], stored["y"][~test]),
-                     TensorExamples(stored["x"][test], stored["y"][test]), representation)
+    stored = torch.load(cache, weights_only=True)
+    splits = [torch.nonzero(stored["split"] == part).flatten().numpy() for part in (0, 1, 2)]
+    return features(stored["x"], stored["y"], splits, representation)

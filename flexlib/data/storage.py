@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 
@@ -51,8 +53,7 @@ def verify_checksum(path: str | Path, expected_sha256: str | None) -> None:
         return
     actual = sha256(path)
     if actual != expected_sha256.lower():
-        raise ValueError(f"checksum mismatch for {path}: sha256 {actual}, expected {expected_sha256}. "
-                         f"Delete the file and fetch it again.")
+        raise DatasetFormatError(path, f"the published file (sha256 {expected_sha256})", f"sha256 {actual}")
 
 
 def _inside(base: Path, name: str) -> Path:
@@ -63,13 +64,42 @@ def _inside(base: Path, name: str) -> Path:
 
 
 def safe_extract(archive: str | Path, dest: str | Path) -> Path:
-    """Extract a .zip or .tar(.gz) into ``dest``, refusing absolute paths, '..' and links out of ``dest``."""
+    """Extract a .zip or .tar(.gz) into ``dest``, refusing absolute paths, '..' and links out of ``dest``.
+
+    Atomic: the archive is unpacked into a temporary folder beside ``dest`` that is renamed to ``dest`` only when
+    complete, so a killed extraction never leaves a tree that is later taken as complete (leftovers of a killed
+    run are removed by the next one). A truncated or corrupt archive raises DatasetFormatError."""
     archive, dest = Path(archive), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    if dest.exists() and any(dest.iterdir()):
+        raise FileExistsError(f"refusing to extract {archive} into {dest}: the folder exists and is not empty")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{dest.name}.partial*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = dest.parent / f".{dest.name}.partial{os.getpid()}"
+    tmp.mkdir()
+    try:
+        _extract_into(archive, tmp)
+        if dest.exists():
+            dest.rmdir()
+        os.replace(tmp, dest)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as err:
+        if isinstance(err, (FileExistsError, PermissionError)):
+            raise
+        raise DatasetFormatError(archive, "a complete .zip or .tar(.gz) archive",
+                                 f"{type(err).__name__}: {err} (truncated or corrupt)") from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _extract_into(archive: Path, dest: Path) -> None:
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             for name in zf.namelist():
                 _inside(dest, name)
+            bad = zf.testzip()
+            if bad is not None:
+                raise zipfile.BadZipFile(f"member {bad!r} fails its CRC check")
             zf.extractall(dest)
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
@@ -79,5 +109,4 @@ def safe_extract(archive: str | Path, dest: str | Path) -> Path:
                     _inside(dest, os.path.join(os.path.dirname(member.name), member.linkname))
             tf.extractall(dest, filter="data")
     else:
-        raise ValueError(f"{archive} is neither a zip nor a tar archive")
-    return dest
+        raise DatasetFormatError(archive, "a .zip or .tar(.gz) archive", "neither (truncated, or not an archive)")
