@@ -1,4 +1,4 @@
-"""`python -m flexlib train|fit ...`: the experiment engine's command line (flexlib.engine.cli)."""
+"""`python -m flexlib train|fit|evaluate ...`: the experiment engine's command line (flexlib.engine.cli)."""
 import sys
 
 from .engine.cli import main

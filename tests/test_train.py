@@ -11,6 +11,7 @@ from torch import nn
 
 from flexlib import FlexConv
 from flexlib.__main__ import main
+from flexlib.data import build
 from flexlib.engine.checkpoint import load
 from flexlib.engine.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, ResolutionConfig, TrainConfig
 from flexlib.engine import NonFiniteLossError, build_optimizer, build_scheduler, run_experiment
@@ -111,10 +112,11 @@ class NaNAfter(nn.Module):
 
 
 def test_non_finite_loss_names_epoch_and_step_and_keeps_the_checkpoint(tmp_path):
-    cfg = seq_config(tmp_path, epochs=3)                             # 270 examples, batch 32: 8 steps an epoch
-    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 3"):
+    cfg = seq_config(tmp_path, epochs=3)
+    steps = len(build(cfg.data).train) // cfg.train.batch_size        # drop_last: whole batches only
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 3.*checkpoint of epoch 1 .* is kept"):
         run_experiment(cfg, "nan", run_dir=tmp_path / "run",
-                       model_fn=lambda c, d: NaNAfter(d.in_channels, d.num_classes, n=8 + 3))
+                       model_fn=lambda c, d: NaNAfter(d.in_channels, d.num_classes, n=steps + 3))
     state = load(tmp_path / "run" / CHECKPOINT)
     assert state["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
 
@@ -200,8 +202,10 @@ def test_load_model_and_initial_model_give_the_run_s_weights(tmp_path):
     result = run_experiment(cfg, "snap")
     loaded = load_model(result.run_dir)
     saved = load(result.run_dir / CHECKPOINT)["model"]
-    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in saved.items())
-    changed = [k for k, v in start.state_dict().items() if v.is_floating_point() and not torch.equal(v, saved[k])]
+    same = lambda a, b: torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+    assert all(same(loaded.state_dict()[k], v) for k, v in saved.items())
+    changed = [k for k, v in start.state_dict().items()
+               if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.equal(v, saved[k])]
     assert changed, "one epoch of training should change the initial weights"
     assert result.metadata["num_classes"] == 9 and result.metadata["in_channels"] == 12
 
@@ -214,3 +218,97 @@ def test_a_model_without_flexconvs_is_tested_at_the_target_resolution_as_it_is(t
         resolution=ResolutionConfig(source=16, target=32, finetune_epochs=1))
     result = run_experiment(cfg, "discrete")
     assert [h["stage"] for h in result.history] == ["train", "target-before-finetune", "finetune"]
+
+
+# --- the official code's weight decay (optim.weight_decay_form: kernel_norm) and top-5 accuracy --------------------
+
+def test_kernel_norm_penalty_is_the_sum_of_unsquared_l2_norms_with_their_gradient():
+    from flexlib.engine.weight_decay import kernel_norm_penalty
+    import numpy as np
+    g = torch.Generator().manual_seed(0)
+    kernels = [torch.randn(4, 3, 5, generator=g, requires_grad=True), torch.randn(2, 2, 3, 3, generator=g,
+                                                                                  requires_grad=True)]
+    biases = [torch.randn(4, generator=g, requires_grad=True), torch.zeros(2, requires_grad=True), None]
+    value = kernel_norm_penalty(kernels, biases)
+    arrays = [t.detach().numpy() for t in kernels + biases[:2]]
+    assert math.isclose(value.item(), sum(float(np.sqrt((a.astype(np.float64) ** 2).sum())) for a in arrays),
+                        rel_tol=1e-6)
+    value.backward()
+    for t in kernels + biases[:1]:
+        torch.testing.assert_close(t.grad, t.detach() / t.detach().norm())      # d||t||/dt = t / ||t||
+    assert torch.equal(biases[1].grad, torch.zeros(2))                          # zero bias at init: finite, 0
+
+
+def test_kernel_norm_penalty_of_a_model_decays_only_ckconv_and_flexconv_kernels():
+    from flexlib import CKConv
+    from flexlib.models import NJetConv
+    from flexlib.engine.weight_decay import model_kernel_norm_penalty
+    import numpy as np
+    torch.manual_seed(0)
+    flex = FlexConv(2, 3, 1, causal=True, grid="official")
+    plain, njet, ck = nn.Conv1d(3, 3, 3, padding=1), NJetConv(3, 3, data_dim=1), CKConv(3, 2, 1)
+    with torch.no_grad():
+        for conv in (flex, ck):
+            conv.bias.normal_()
+    model = nn.Sequential(flex, plain, njet, ck).double()
+    x = torch.randn(2, 2, 10, dtype=torch.float64)                               # even length: the grid matters
+    model(x)
+    value = model_kernel_norm_penalty(model)
+    expected = sum(float(np.linalg.norm(c.kernel_for((10,)).detach().numpy().ravel()))
+                   + float(np.linalg.norm(c.bias.detach().numpy())) for c in (flex, ck))
+    assert math.isclose(value.item(), expected, rel_tol=1e-12)
+    value.backward()
+    assert all(p.grad is None for p in [*plain.parameters(), *njet.parameters()])   # no decay outside CK layers
+    p = flex.kernel_net.output_linear.weight if hasattr(flex.kernel_net, "output_linear") else \
+        next(flex.kernel_net.parameters())
+    analytic, h = p.grad.flatten()[0].item(), 1e-6
+    numeric = []
+    for sign in (1, -1):
+        with torch.no_grad():
+            p.view(-1)[0] += sign * h
+        model(x)
+        numeric.append(model_kernel_norm_penalty(model).item())
+        with torch.no_grad():
+            p.view(-1)[0] -= sign * h
+    assert math.isclose(analytic, (numeric[0] - numeric[1]) / (2 * h), rel_tol=1e-5, abs_tol=1e-9)
+
+
+@pytest.mark.parametrize("form", ["adam", "kernel_norm"])
+def test_weight_decay_form_puts_the_decay_in_adam_or_in_the_objective(form):
+    from flexlib.engine.loop import StepOptions, batch_loss
+    from flexlib.engine.run import step_options
+    from flexlib.engine.weight_decay import model_kernel_norm_penalty
+    cfg = ExperimentConfig(DataConfig("smnist"), ModelConfig("flextcn-2"),
+                           OptimConfig(weight_decay=0.01, weight_decay_form=form))
+    model = _tiny_model()
+    assert {g["weight_decay"] for g in build_optimizer(model, cfg.optim).param_groups} == \
+        {0.01 if form == "adam" else 0.0}
+    opts = step_options(cfg, num_classes=5)
+    x, y = _batch()
+    loss, ce, _ = batch_loss(model, x, y, opts)
+    extra = 0.01 * model_kernel_norm_penalty(model).item() if form == "kernel_norm" else 0.0
+    assert opts.kernel_weight_decay == (0.01 if form == "kernel_norm" else 0.0)
+    assert math.isclose(loss.item() - ce.item(), extra, rel_tol=1e-4, abs_tol=1e-7) and (extra > 0) == (form != "adam")
+    assert isinstance(opts, StepOptions)
+
+
+def test_top5_accuracy_matches_an_independent_count_and_follows_the_classes():
+    import numpy as np
+    from torch.utils.data import DataLoader, TensorDataset
+    from flexlib.engine import distributed
+    from flexlib.engine.config import ConfigError
+    from flexlib.engine.loop import StepOptions, evaluate
+    from flexlib.engine.run import step_options
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(50, 4, generator=g), torch.randint(0, 12, (50,), generator=g)
+    model = nn.Linear(4, 12)
+    out = evaluate(model, DataLoader(TensorDataset(x, y), batch_size=16), torch.device("cpu"), StepOptions(top5=True),
+                   distributed.DistInfo())
+    top5 = np.argsort(-model(x).detach().numpy(), axis=1)[:, :5]
+    assert out["test_top5"] == np.mean([label in row for label, row in zip(y.numpy(), top5)])
+    assert out["test_top5"] >= out["test_acc"]
+    cfg = ExperimentConfig(DataConfig("smnist"), ModelConfig("flextcn-2"))
+    assert step_options(cfg, 1000).top5 and not step_options(cfg, 3).top5
+    cfg.train.top5_accuracy = True
+    with pytest.raises(ConfigError, match="top5_accuracy: true needs at least 5 classes"):
+        step_options(cfg, 3)

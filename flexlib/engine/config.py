@@ -2,7 +2,8 @@
 
 A params file has one mapping per profile. ``full`` holds the paper's values (App. D.2); every other profile
 (``quick``) is deep-merged over ``full``, so it lists only what differs. ``--set a.b=value`` overrides follow.
-Unknown keys are refused with the closest valid key as a suggestion.
+Unknown keys are refused with the closest valid key as a suggestion, duplicate keys and YAML syntax errors with
+file:line, and every value is checked against what it may be (flexlib.engine.checks).
 """
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from . import checks, yamlfile
 from ..data.config import DataConfig
 
 
@@ -34,6 +34,9 @@ class OptimConfig:
     lr: float = 0.01
     mask_lr_factor: float = 0.1       # App. D.2: Gaussian mask parameters at 0.1x the learning rate
     weight_decay: float = 0.0
+    # "adam": Adam's weight_decay on every parameter. "kernel_norm": the official code's (rjbruin/flexconv LnLoss):
+    # weight_decay * sum over CKConv/FlexConv layers of (||generated kernel||_2 + ||bias||_2) added to the loss.
+    weight_decay_form: Literal["adam", "kernel_norm"] = "adam"
     warmup_epochs: int = 5
     schedule: Literal["cosine", "constant"] = "cosine"
 
@@ -50,6 +53,8 @@ class TrainConfig:
     alias_lambda: float = 0.0         # Sec. 3.3 aliasing regularizer weight; the paper uses 0.1
     alias_include_mask: bool = False  # regularize f+_FlexConv instead of f+_MAGNet (Sec. 4.3)
     max_steps_per_epoch: int | None = None
+    divergence_factor: float | None = 100.0   # stop when cross-entropy > this x ln(classes) (engine/divergence.py)
+    top5_accuracy: bool | None = None        # record test top-5 accuracy (Table 7); None: with 5 classes or more
     out_dir: str = "runs"
 
 
@@ -92,25 +97,39 @@ def load_config(path: str | Path, profile: str = "full", overrides: list[str] | 
     """Read ``path``, merge ``profile`` over ``full``, apply ``key=value`` overrides, build ``cls``."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"params file {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
+        raise ConfigError(f"params file {path} does not exist" if not path.exists() else f"{path} is not a file")
+    try:
+        raw = yamlfile.read(path)
+    except yamlfile.YAMLError as err:
+        raise ConfigError(str(err)) from None
     if not isinstance(raw, dict) or "full" not in raw:
-        raise ConfigError(f"{path}: expected top-level profiles 'full' and e.g. 'quick', got {list(raw)}")
+        found = sorted(map(str, raw)) if isinstance(raw, dict) else type(raw).__name__
+        raise ConfigError(f"{path}: expected top-level profiles 'full' and e.g. 'quick', got {found}")
     if profile not in raw:
         raise ConfigError(f"{path}: no profile {profile!r}; available: {sorted(raw)}")
+    for name in {"full", profile}:
+        if not isinstance(raw[name] or {}, dict):
+            raise ConfigError(f"{path}: profile {name!r} must be a mapping of sections, got {raw[name]!r}")
     merged = raw["full"] if profile == "full" else deep_merge(raw["full"], raw[profile] or {})
+    overridden = set()
     for item in overrides or []:
-        merged = deep_merge(merged, parse_override(item))
-    return from_dict(cls, merged, where=f"{path.name} [{profile}]")
+        update = parse_override(item)
+        merged = deep_merge(merged, update)
+        overridden.add(item.partition("=")[0].strip())
+    return from_dict(cls, merged, where=f"{path} [{profile}]", overridden=frozenset(overridden))
 
 
 def parse_override(item: str) -> dict:
     """``"train.epochs=3"`` -> ``{"train": {"epochs": 3}}``; the value is parsed as YAML."""
     key, sep, value = item.partition("=")
-    if not sep or not key:
+    key = key.strip()
+    if not sep or not key or "" in key.split("."):
         raise ConfigError(f"override {item!r} must look like section.key=value, e.g. train.epochs=3")
-    out: Any = yaml.safe_load(value)
-    for part in reversed(key.strip().split(".")):
+    try:
+        out: Any = yamlfile.parse(value, f"--set {key}")
+    except yamlfile.YAMLError as err:
+        raise ConfigError(str(err)) from None
+    for part in reversed(key.split(".")):
         out = {part: out}
     return out
 
@@ -129,49 +148,87 @@ def to_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
-def from_dict(cls: type, data: Any, where: str = "config"):
-    """Build dataclass ``cls`` from a mapping, refusing unknown keys and checking types."""
+def validated(config):
+    """``config`` (e.g. built in Python) checked as a params file would be; the same object when valid."""
+    from_dict(type(config), to_dict(config), where=type(config).__name__)
+    return config
+
+
+def from_dict(cls: type, data: Any, where: str = "config", key: str = "", overridden: frozenset = frozenset()):
+    """Build dataclass ``cls`` from a mapping, refusing unknown keys and checking every value's type and range.
+
+    ``where`` names the source in messages (e.g. "params/experiments/x.yaml [quick]"), ``key`` the dotted path of
+    this mapping inside it, ``overridden`` the dotted keys set by ``--set`` (named as such in messages)."""
+    section = f" {key}" if key else ""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {data!r}")
+        raise ConfigError(f"{_source(where, key, overridden)}{section}: expected a mapping of {cls.__name__} "
+                          f"keys, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
-    for key in data:
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{where}: unknown key {key!r}{hint} Valid keys: {sorted(fields)}")
+    for name in data:
+        if name not in fields:
+            close = difflib.get_close_matches(str(name), fields, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "."
+            raise ConfigError(f"{_source(where, _join(key, name), overridden)}{section}: unknown key {name!r}{hint} "
+                              f"Valid keys: {sorted(fields)}")
     missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:
-        raise ConfigError(f"{where}: missing required key(s) {missing}")
-    return cls(**{k: _coerce(hints[k], v, f"{where}.{k}") for k, v in data.items()})
+        raise ConfigError(f"{where}{section}: missing required key(s) {missing}")
+    values = {}
+    for name, value in data.items():
+        dotted = _join(key, name)
+        source = _source(where, dotted, overridden)
+        values[name] = _coerce(hints[name], value, where, dotted, overridden)
+        problem = checks.check_value(cls.__name__, name, values[name])
+        if problem:
+            raise ConfigError(f"{source} {dotted}: {values[name]!r} is not allowed; expected {problem}")
+    if cls is ModelConfig and values.get("kwargs"):
+        problem = checks.model_kwargs_problem(values["name"], values["kwargs"])
+        if problem:
+            raise ConfigError(f"{_source(where, _join(key, 'kwargs'), overridden)} {_join(key, 'kwargs')}: {problem}")
+    return cls(**values)
 
 
-def _coerce(hint, value, where: str):
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else str(name)
+
+
+def _source(where: str, dotted: str, overridden: frozenset) -> str:
+    """The file and profile, and the --set that gave this key, a section above it or a key inside it its value."""
+    for item in sorted(overridden):
+        if item == dotted or dotted.startswith(item + ".") or item.startswith(dotted + "."):
+            return f"{where} (--set {item})"
+    return where
+
+
+def _coerce(hint, value, where: str, key: str, overridden: frozenset = frozenset(), nullable: bool = False):
+    source = _source(where, key, overridden)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        options = [a for a in args if a is not type(None)]
         errors = []
-        for arg in (a for a in args if a is not type(None)):
+        for arg in options:
             try:
-                return _coerce(arg, value, where)
+                return _coerce(arg, value, where, key, overridden, nullable=type(None) in args)
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[0])
     if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, where)
+        return from_dict(hint, value, where, key, overridden)
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+            raise ConfigError(f"{source} {key}: {value!r} is not one of {list(args)}")
         return value
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(args[0], v, where) for v in value] if args else value
+            raise ConfigError(f"{source} {key}: expected a list, got {value!r}")
+        return [_coerce(args[0], v, where, key, overridden) for v in value] if args else value
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{source} {key}: expected a mapping, got {value!r}")
         return value
     if hint is Any:
         return value
@@ -190,4 +247,5 @@ def _coerce(hint, value, where: str):
         return value
     elif hint is str and isinstance(value, str):
         return value
-    raise ConfigError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+    expected = getattr(hint, "__name__", str(hint)) + (" or null" if nullable else "")
+    raise ConfigError(f"{source} {key}: expected {expected}, got {value!r}")

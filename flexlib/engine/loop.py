@@ -10,11 +10,9 @@ from torch import nn
 from tqdm import tqdm
 
 from . import distributed
+from .divergence import check_loss, check_state
+from .weight_decay import model_kernel_norm_penalty
 from ..alias import alias_loss
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; the run stops and the last good checkpoint is kept."""
 
 
 @dataclass
@@ -23,6 +21,9 @@ class StepOptions:
     alias_include_mask: bool = False
     bf16: bool = False
     max_steps: int | None = None
+    kernel_weight_decay: float = 0.0           # optim.weight_decay with weight_decay_form "kernel_norm"
+    divergence_factor: float | None = None     # train.divergence_factor (flexlib.engine.divergence)
+    top5: bool = False                         # record top-5 accuracy in evaluate
 
 
 def _quiet(dist_info: distributed.DistInfo) -> dict:
@@ -35,13 +36,16 @@ def autocast(device: torch.device, bf16: bool):
 
 
 def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opts: StepOptions):
-    """The training objective, cross-entropy + λ L_HF (Sec. 3.3), its cross-entropy part, and the logits."""
+    """The training objective (cross-entropy + λ L_HF (Sec. 3.3) + the kernel-norm weight decay), its
+    cross-entropy part, and the logits."""
     with autocast(x.device, opts.bf16):
         logits = model(x)
         ce = F.cross_entropy(logits.float(), y)
-    loss = ce
+        loss = ce
+        if opts.kernel_weight_decay:
+            loss = loss + opts.kernel_weight_decay * model_kernel_norm_penalty(distributed.unwrap(model))
     if opts.alias_lambda:
-        loss = ce + opts.alias_lambda * alias_loss(distributed.unwrap(model), "together", opts.alias_include_mask)
+        loss = loss + opts.alias_lambda * alias_loss(distributed.unwrap(model), "together", opts.alias_include_mask)
     return loss, ce, logits
 
 
@@ -56,33 +60,41 @@ def train_epoch(model, loader, optimizer, scheduler, device, opts: StepOptions, 
             break
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         loss, ce, logits = batch_loss(model, x, y, opts)
-        check = distributed.all_reduce_sum(loss.detach().reshape(1).double().clone(), dist_info)
-        if not torch.isfinite(check).all():
-            raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step}")
+        means = distributed.all_reduce_sum(torch.stack([loss.detach(), ce.detach()]).double(), dist_info)
+        objective, ce_mean = (means / dist_info.world_size).tolist()
+        at = f"epoch {epoch}, step {step} ({desc} stage)"
+        check_loss(objective, ce_mean, logits.shape[1], opts.divergence_factor, at)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
+        check_state(distributed.unwrap(model), dist_info, at)
         totals += torch.stack([loss.detach().double() * len(y), ce.detach().double() * len(y),
                                (logits.argmax(1) == y).sum().double(),
                                torch.tensor(len(y), dtype=torch.float64, device=device)])
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.set_postfix(loss=f"{objective:.4f}")
     loss_sum, ce_sum, correct, count = distributed.all_reduce_sum(totals, dist_info).tolist()
-    # train_loss is the cross-entropy, comparable with test_loss; train_objective adds λ L_HF when it is on
+    # train_loss is the cross-entropy, comparable with test_loss; train_objective adds the regularizers that are on
     return {"train_loss": ce_sum / count, "train_objective": loss_sum / count, "train_acc": correct / count}
 
 
 @torch.no_grad()
 def evaluate(model, loader, device, opts: StepOptions, dist_info: distributed.DistInfo,
              prefix: str = "test") -> dict[str, float]:
+    """Mean cross-entropy and accuracy over ``loader`` (summed over DDP processes); with ``opts.top5`` also the
+    top-5 accuracy (Table 7): the label is among the five largest logits."""
     model.eval()
-    totals = torch.zeros(3, dtype=torch.float64, device=device)
+    totals = torch.zeros(4, dtype=torch.float64, device=device)        # loss sum, correct, top-5 correct, count
     for x, y in tqdm(loader, desc=prefix, leave=False, **_quiet(dist_info)):
         x, y = x.to(device), y.to(device)
         with autocast(device, opts.bf16):
             logits = model(x).float()
+        top5 = (logits.topk(5, dim=1).indices == y[:, None]).any(1).sum() if opts.top5 else logits.new_zeros(())
         totals += torch.stack([F.cross_entropy(logits, y, reduction="sum").double(),
-                               (logits.argmax(1) == y).sum().double(),
+                               (logits.argmax(1) == y).sum().double(), top5.double(),
                                torch.tensor(len(y), dtype=torch.float64, device=device)])
-    loss_sum, correct, count = distributed.all_reduce_sum(totals, dist_info).tolist()
-    return {f"{prefix}_loss": loss_sum / count, f"{prefix}_acc": correct / count}
+    loss_sum, correct, correct5, count = distributed.all_reduce_sum(totals, dist_info).tolist()
+    out = {f"{prefix}_loss": loss_sum / count, f"{prefix}_acc": correct / count}
+    if opts.top5:
+        out[f"{prefix}_top5"] = correct5 / count
+    return out

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 from torch import nn
+
+from .rundir import write_text
 
 
 def mask_stats(model: nn.Module) -> dict[str, float]:
@@ -22,10 +25,12 @@ def mask_stats(model: nn.Module) -> dict[str, float]:
 
 
 def write_metrics(rows: list[dict], run_dir: Path) -> None:
-    """Rewrite both files from the full history (rows may gain columns, e.g. the fine-tuning stage)."""
-    (run_dir / "metrics.json").write_text(json.dumps(rows, indent=1))
+    """Rewrite both files, each atomically, from the full history (rows may gain columns, e.g. the fine-tuning
+    stage)."""
+    write_text(run_dir / "metrics.json", json.dumps(rows, indent=1))
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    with open(run_dir / "metrics.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(run_dir / "metrics.csv", text.getvalue())

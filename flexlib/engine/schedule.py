@@ -13,8 +13,12 @@ from ..params import param_groups
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Adam:
-    """Adam with two groups: ``lr`` for everything, ``mask_lr_factor * lr`` for the Gaussian mask parameters."""
-    return torch.optim.Adam(param_groups(model, cfg.lr, cfg.mask_lr_factor, cfg.weight_decay))
+    """Adam with two groups: ``lr`` for everything, ``mask_lr_factor * lr`` for the Gaussian mask parameters.
+
+    Adam's own weight_decay is used with ``weight_decay_form="adam"`` only; "kernel_norm" decays through the loss
+    (flexlib.engine.weight_decay), as the official code does."""
+    decay = cfg.weight_decay if cfg.weight_decay_form == "adam" else 0.0
+    return torch.optim.Adam(param_groups(model, cfg.lr, cfg.mask_lr_factor, decay))
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, epochs: int,
