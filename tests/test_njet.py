@@ -84,3 +84,16 @@ def test_errors():
         build_conv(ConvConfig(type="njet"), 1, 1, data_dim=1, causal=True)
     with pytest.raises(ValueError, match=r"expected input \(B, 2"):
         NJetConv(2, 1)(torch.randn(1, 3, 5, 5))
+
+
+def test_retarget_njets_keeps_the_continuous_kernel_at_the_new_resolution():
+    """After a 16 -> 32 px change σ doubles, so every second sample of the new kernel is the old kernel, scaled by
+    the Gaussian's normalisation (2^-(1 + n) per dim for a derivative of order n)."""
+    from flexlib.models.njet import retarget_njets
+    torch.manual_seed(0)
+    conv = NJetConv(1, 1, data_dim=2, order=0, init_sigma=1.3, bias=False).double()
+    before, sigma = conv.sample_kernel(9)[0, 0], conv.sigma.item()
+    assert retarget_njets(torch.nn.Sequential(conv), 16, 32) == 1
+    assert conv.sigma.item() == 2 * sigma and conv.kernel_size() > 9
+    after = conv.sample_kernel(17)[0, 0]
+    torch.testing.assert_close(after[::2, ::2] * 4, before)

@@ -1,5 +1,5 @@
 """Every paper notebook's `parameters` cell holds the quick profile: its defaults equal params/notebooks/<name>_quick.yaml,
-and the quick and full YAML files name the same parameters (docs/notebooks.md)."""
+and every profile's YAML file names the same parameters (docs/notebooks.md)."""
 import ast
 import json
 from pathlib import Path
@@ -9,7 +9,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-REQUIRED = {"profile", "seed", "device", "output_dir"}
+REQUIRED = {"profile", "device", "output_dir"}
 
 
 def parameters_cell(path: Path) -> dict:
@@ -45,11 +45,16 @@ def test_parameters_cell_matches_quick_yaml(notebook):
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_quick_and_full_yaml_have_the_same_keys(notebook):
+def test_every_profile_file_has_the_same_keys_and_names_its_profile(notebook):
+    """Every params/notebooks/<name>_<profile>.yaml (quick, cpu, full, authors) sets the same parameters."""
     quick = load_yaml(ROOT / "params" / "notebooks" / f"{notebook.stem}_quick.yaml")
-    full = load_yaml(ROOT / "params" / "notebooks" / f"{notebook.stem}_full.yaml")
-    assert set(quick) == set(full), f"{notebook.stem}: quick/full keys differ: {sorted(set(quick) ^ set(full))}"
-    assert full["profile"] == "full"
+    files = sorted((ROOT / "params" / "notebooks").glob(f"{notebook.stem}_*.yaml"))
+    profiles = {f.stem[len(notebook.stem) + 1:] for f in files}
+    assert {"quick", "full"} <= profiles <= {"quick", "cpu", "full", "authors"}, profiles
+    for path in files:
+        values = load_yaml(path)
+        assert set(values) == set(quick), f"{path.name}: keys differ from quick: {sorted(set(values) ^ set(quick))}"
+        assert values["profile"] == path.stem[len(notebook.stem) + 1:], f"{path.name}: profile {values['profile']!r}"
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)

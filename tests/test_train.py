@@ -312,3 +312,54 @@ def test_top5_accuracy_matches_an_independent_count_and_follows_the_classes():
     cfg.train.top5_accuracy = True
     with pytest.raises(ConfigError, match="top5_accuracy: true needs at least 5 classes"):
         step_options(cfg, 3)
+
+
+# --- the authors' epoch selection: validation splits, and the best epoch's weights before a resolution change ----
+
+def test_a_validation_split_is_evaluated_every_epoch(tmp_path):
+    rows = run_experiment(seq_config(tmp_path, epochs=2), "val").history     # JapaneseVowels: 448 / 96 / 96
+    assert all({"val_acc", "val_loss", "test_acc"} <= set(r) for r in rows)
+    assert all(0 <= r["val_acc"] <= 1 for r in rows)
+
+
+def test_restore_best_takes_the_best_epoch_s_weights_to_the_next_resolution(tmp_path):
+    """With train.restore_best, the model changed to the target resolution is the best source epoch's (by test
+    accuracy on image data): its accuracy at the source, re-evaluated from the saved weights, is that epoch's."""
+    from flexlib.engine import load_model
+    from flexlib.engine.loop import StepOptions, evaluate
+    from flexlib.engine.run import BEST
+    cfg = ExperimentConfig(
+        data=DataConfig("cifar10", offline=True, train_size=96, test_size=64),
+        model=ModelConfig("flexnet-3", {"width": 4, "mask_init": "official"}),
+        optim=OptimConfig(lr=0.05, warmup_epochs=0),
+        train=TrainConfig(epochs=4, batch_size=32, restore_best=True, out_dir=str(tmp_path)),
+        resolution=ResolutionConfig(source=8, target=16, finetune_epochs=1))
+    at_source = run_experiment(cfg, "best", stop_after_epochs=4)
+    rows = at_source.history
+    best = max(rows, key=lambda r: r["test_acc"])
+    assert best["epoch"] != 4, "this seeded run's best epoch is an early one, so the restore is exercised"
+    saved = load(at_source.run_dir / CHECKPOINT)
+    assert saved["epoch"] == 4 and saved.get("weights_of_epoch", 4) == best["epoch"]
+    assert load(at_source.run_dir / BEST)["epoch"] == best["epoch"]
+    model = load_model(at_source.run_dir)
+    data = build(DataConfig("cifar10", offline=True, train_size=96, test_size=64, resolution=8))
+    loader = torch.utils.data.DataLoader(data.test, batch_size=32)
+    from flexlib.engine.distributed import DistInfo
+    again = evaluate(model, loader, torch.device("cpu"), StepOptions(), DistInfo())
+    assert abs(again["test_acc"] - best["test_acc"]) < 1e-9
+    final = run_experiment(cfg, run_dir=at_source.run_dir, resume=True)
+    assert [h["stage"] for h in final.history][-2:] == ["target-before-finetune", "finetune"]
+
+
+def test_njets_follow_a_resolution_change(tmp_path):
+    """The authors' cross-resolution runs scale every N-Jet's σ by target/source (run_crossres.py)."""
+    from flexlib.engine import load_model
+    from flexlib.models.njet import NJetConv
+    cfg = ExperimentConfig(
+        data=DataConfig("cifar10", offline=True, train_size=32, test_size=32),
+        model=ModelConfig("flexnet-3", {"width": 4, "type": "njet"}),
+        optim=OptimConfig(warmup_epochs=0), train=TrainConfig(epochs=1, batch_size=32, out_dir=str(tmp_path)),
+        resolution=ResolutionConfig(source=16, target=32, finetune_epochs=1))
+    result = run_experiment(cfg, "njet")
+    scales = {m.scale for m in load_model(result.run_dir).modules() if isinstance(m, NJetConv)}
+    assert scales == {2.0}

@@ -55,6 +55,9 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     divergence_factor: float | None = 100.0   # stop when cross-entropy > this x ln(classes) (engine/divergence.py)
     top5_accuracy: bool | None = None        # record test top-5 accuracy (Table 7); None: with 5 classes or more
+    # before each resolution change and at the end, go back to the weights of the stage's best epoch (by validation
+    # accuracy where the data has a validation split, else test accuracy), as the authors' trainer does
+    restore_best: bool = False
     out_dir: str = "runs"
 
 

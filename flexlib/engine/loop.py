@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from . import distributed
 from .divergence import check_loss, check_state
 from .weight_decay import model_kernel_norm_penalty
+from .._progress import progress
 from ..alias import alias_loss
 
 
@@ -27,8 +27,9 @@ class StepOptions:
 
 
 def _quiet(dist_info: distributed.DistInfo) -> dict:
-    """Progress bars on the main process only (elsewhere tqdm's defaults, e.g. TQDM_DISABLE=1, apply)."""
-    return {} if dist_info.is_main else {"disable": True}
+    """Progress bars in a terminal on the main process only (each epoch ends with a printed line anyway; elsewhere
+    tqdm's defaults, e.g. TQDM_DISABLE=1, apply)."""
+    return {"terminal_only": True} if dist_info.is_main else {"disable": True}
 
 
 def autocast(device: torch.device, bf16: bool):
@@ -54,7 +55,7 @@ def train_epoch(model, loader, optimizer, scheduler, device, opts: StepOptions, 
     model.train()
     totals = torch.zeros(4, dtype=torch.float64, device=device)        # loss sum, CE sum, correct, count
     steps = len(loader) if opts.max_steps is None else min(len(loader), opts.max_steps)
-    bar = tqdm(loader, total=steps, desc=f"{desc} epoch {epoch}", leave=False, **_quiet(dist_info))
+    bar = progress(loader, total=steps, desc=f"{desc} epoch {epoch}", leave=False, **_quiet(dist_info))
     for step, (x, y) in enumerate(bar):
         if step >= steps:
             break
@@ -85,7 +86,7 @@ def evaluate(model, loader, device, opts: StepOptions, dist_info: distributed.Di
     top-5 accuracy (Table 7): the label is among the five largest logits."""
     model.eval()
     totals = torch.zeros(4, dtype=torch.float64, device=device)        # loss sum, correct, top-5 correct, count
-    for x, y in tqdm(loader, desc=prefix, leave=False, **_quiet(dist_info)):
+    for x, y in progress(loader, desc=prefix, leave=False, **_quiet(dist_info)):
         x, y = x.to(device), y.to(device)
         with autocast(device, opts.bf16):
             logits = model(x).float()

@@ -76,20 +76,28 @@ def load_weights(model: nn.Module, state: dict) -> None:
                                          f"{' '.join(str(err).split())[:300]}") from None
 
 
+def change_resolution(model: nn.Module, source_res: int, target_res: int) -> None:
+    """Prepare a model trained at `source_res` px for `target_res` px, as the authors' run_crossres.py does: every
+    FlexConv/CKConv's kernel × (r₁/r₂)^D (eq. 9) and every N-Jet's σ × r₂/r₁; discrete kernels keep their pixels."""
+    from ..flexconv import FlexConv
+    from ..models.njet import retarget_njets
+    if any(isinstance(m, FlexConv) for m in model.modules()):
+        from ..resolution import retarget
+        retarget(model, source_res, target_res)
+    retarget_njets(model, source_res, target_res)
+
+
 def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """The model of a run as its latest checkpoint left it (after its last finished epoch), in eval mode.
 
-    The model is built with the run's config.yaml; a run with a resolution stage past its first is retargeted
-    as the run was (eq. 9), so its FlexConvs carry the same sampling-rate factor."""
-    from ..flexconv import FlexConv
+    The model is built with the run's config.yaml; a run with a resolution stage past its first is changed to that
+    resolution as the run was (`change_resolution`: eq. 9 for FlexConvs, σ for N-Jets)."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     state = load_state(run_dir, map_location=device)
     model = initial_model(cfg)
     stages = stages_of(cfg)
-    if state["stage"] > 0 and any(isinstance(m, FlexConv) for m in model.modules()):
-        from ..resolution import retarget
-        for previous, stage in zip(stages[:state["stage"]], stages[1:state["stage"] + 1]):
-            retarget(model, previous.resolution, stage.resolution)
+    for previous, stage in zip(stages[:state["stage"]], stages[1:state["stage"] + 1]):
+        change_resolution(model, previous.resolution, stage.resolution)
     load_weights(model, state)
     return model.to(device).eval()

@@ -27,7 +27,7 @@ from .divergence import DivergenceError, check_evaluation
 from .loop import StepOptions, evaluate, train_epoch
 from .metrics import mask_stats, write_metrics
 from .provenance import provenance
-from .restore import CHECKPOINT, default_model, load_state, load_weights, stages_of
+from .restore import CHECKPOINT, change_resolution, default_model, load_state, load_weights, stages_of
 from .schedule import build_optimizer, build_scheduler
 
 
@@ -73,13 +73,50 @@ def run_params(params_file: str | Path, profile: str = "full", overrides: list[s
 
 
 def _loaders(data: ClassificationData, cfg: ExperimentConfig, info: distributed.DistInfo):
+    """Train loader and sampler, and {"val": ..., "test": ...} evaluation loaders (val where the data has one)."""
     batch = cfg.train.batch_size // info.world_size
     sampler = DistributedSampler(data.train, info.world_size, info.rank, shuffle=True, seed=cfg.train.seed)
     train = DataLoader(data.train, batch_size=batch, sampler=sampler, num_workers=cfg.data.num_workers,
                        drop_last=len(sampler) >= batch, pin_memory=torch.cuda.is_available())
-    test_part = Subset(data.test, range(info.rank, len(data.test), info.world_size))   # no padding duplicates
-    test = DataLoader(test_part, batch_size=cfg.train.eval_batch_size or batch, num_workers=cfg.data.num_workers)
-    return train, sampler, test
+    evaluation = {}
+    for split, dataset in (("val", data.val), ("test", data.test)):
+        if dataset is not None:
+            part = Subset(dataset, range(info.rank, len(dataset), info.world_size))   # no padding duplicates
+            evaluation[split] = DataLoader(part, batch_size=cfg.train.eval_batch_size or batch,
+                                           num_workers=cfg.data.num_workers)
+    return train, sampler, evaluation
+
+
+def _evaluate_all(model, loaders: dict, device, opts, info) -> dict:
+    return {k: v for split, loader in loaders.items() for k, v in evaluate(model, loader, device, opts, info,
+                                                                          prefix=split).items()}
+
+
+BEST = "best.pt"
+
+
+def _selection_key(row: dict) -> float:
+    """What picks a stage's best epoch: validation accuracy where there is a validation split, else test accuracy
+    (the authors' trainer: on the image datasets the test set is the validation set)."""
+    return row.get("val_acc", row["test_acc"])
+
+
+def _restore_best(model, history: list[dict], stage_name: str, run_dir, info) -> dict | None:
+    """Load the weights of the best epoch of `stage_name` (saved as best.pt) and return its metrics row."""
+    rows = [h for h in history if h["stage"] == stage_name]
+    if not rows:
+        return None
+    best = max(rows, key=_selection_key)       # the first of equals, as the saving in _train keeps it
+    if best is not rows[-1]:
+        saved = checkpoint.load(run_dir / BEST)
+        if (saved["stage"], saved["epoch"]) != (stage_name, best["epoch"]):
+            raise checkpoint.CheckpointError(f"{run_dir / BEST} holds epoch {saved['epoch']} of {saved['stage']}, "
+                                             f"not the best epoch {best['epoch']} of {stage_name}")
+        model.load_state_dict(saved["model"])
+    if info.is_main:
+        print(f"[{stage_name}] back to the weights of epoch {best['epoch']} (best "
+              f"{'validation' if 'val_acc' in best else 'test'} accuracy {_selection_key(best):.4f})")
+    return best
 
 
 def _check_runtime(cfg: ExperimentConfig, device: torch.device, info: distributed.DistInfo) -> None:
@@ -178,14 +215,11 @@ def _train(cfg, model, data, stages, state, run_dir, info, device, opts, stop_af
     saved = f"epoch {state['epoch']} ({stages[state['stage']].name} stage)" if state else None
     for si, stage in enumerate(stages):
         if si > 0:
-            from ..flexconv import FlexConv
-            from ..resolution import retarget
-            if any(isinstance(m, FlexConv) for m in model.modules()):   # discrete kernels keep their pixels
-                retarget(model, stages[si - 1].resolution, stage.resolution)
+            change_resolution(model, stages[si - 1].resolution, stage.resolution)
             data = build(replace(cfg.data, resolution=stage.resolution), cfg.train.seed)
         if si < start_stage:
             continue
-        train_loader, sampler, test_loader = _loaders(data, cfg, info)
+        train_loader, sampler, eval_loaders = _loaders(data, cfg, info)
         steps = len(train_loader) if opts.max_steps is None else min(len(train_loader), opts.max_steps)
         optimizer = build_optimizer(model, cfg.optim)
         scheduler = build_scheduler(optimizer, cfg.optim, stage.epochs, steps)
@@ -196,7 +230,7 @@ def _train(cfg, model, data, stages, state, run_dir, info, device, opts, stop_af
             checkpoint.set_rng_state(state["rng"])
         elif si > 0:   # Sec. 4.3: accuracy at the target resolution right after upsampling
             row = {"stage": "target-before-finetune", "epoch": 0, "resolution": stage.resolution,
-                   **evaluate(model, test_loader, device, opts, info)}
+                   **_evaluate_all(model, eval_loaders, device, opts, info)}
             check_evaluation(row["test_loss"], f"the change to {stage.resolution} px")
             history.append(row)
         for epoch in range(first_epoch, stage.epochs + 1):
@@ -206,7 +240,7 @@ def _train(cfg, model, data, stages, state, run_dir, info, device, opts, stop_af
                 row = {"stage": stage.name, "epoch": epoch, "resolution": stage.resolution,
                        **train_epoch(ddp_model, train_loader, optimizer, scheduler, device, opts, epoch, info,
                                      desc=stage.name),
-                       **evaluate(model, test_loader, device, opts, info),
+                       **_evaluate_all(model, eval_loaders, device, opts, info),
                        "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - started, 2),
                        **mask_stats(model)}
                 check_evaluation(row["test_loss"], f"epoch {epoch} ({stage.name} stage)")
@@ -221,12 +255,23 @@ def _train(cfg, model, data, stages, state, run_dir, info, device, opts, stop_af
                 checkpoint.save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                         "scheduler": scheduler.state_dict(), "stage": si, "epoch": epoch,
                                         "rng": checkpoint.rng_state(), "history": history}, run_dir / CHECKPOINT)
+                earlier = [h for h in history[:-1] if h["stage"] == stage.name]
+                if cfg.train.restore_best and all(_selection_key(row) > _selection_key(h) for h in earlier):
+                    checkpoint.save_atomic({"model": model.state_dict(), "stage": stage.name, "epoch": epoch},
+                                           run_dir / BEST)
                 write_metrics(history, run_dir)
                 top5 = f" top-5 {row['test_top5']:.4f}" if "test_top5" in row else ""
                 print(f"[{stage.name} {epoch}/{stage.epochs}] loss {row['train_loss']:.4f} "
                       f"train acc {row['train_acc']:.4f} test acc {row['test_acc']:.4f}{top5} ({row['seconds']} s)")
             saved = f"epoch {epoch} ({stage.name} stage)"
             epochs_run += 1
+            if cfg.train.restore_best and epoch == stage.epochs:
+                best = _restore_best(model, history, stage.name, run_dir, info)
+                if info.is_main and best is not None and best is not row:   # resume and load_model see the best
+                    checkpoint.save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                            "scheduler": scheduler.state_dict(), "stage": si, "epoch": epoch,
+                                            "rng": checkpoint.rng_state(), "history": history,
+                                            "weights_of_epoch": best["epoch"]}, run_dir / CHECKPOINT)
             if stop_after_epochs is not None and epochs_run >= stop_after_epochs:
                 return RunResult(run_dir, data.name, history, finished=False)
     if info.is_main:

@@ -70,13 +70,15 @@ class NJetConv(nn.Module):
         self.order, self.truncation, self.stride = order, truncation, stride
         self.orders = basis_orders(data_dim, order)
         self.log_sigma = nn.Parameter(torch.tensor(math.log(init_sigma)))
+        self.scale = 1.0      # multiplies σ after a resolution change (see retarget_njets)
         self.alpha = nn.Parameter(torch.empty(out_channels, in_channels, len(self.orders)))
         nn.init.kaiming_uniform_(self.alpha, a=math.sqrt(5))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
 
     @property
     def sigma(self) -> torch.Tensor:
-        return self.log_sigma.exp()
+        """σ in pixels: the learned scale times `scale`."""
+        return self.log_sigma.exp() * self.scale
 
     def kernel_size(self) -> int:
         return njet_kernel_size(self.sigma.item(), self.truncation)
@@ -106,3 +108,13 @@ class NJetConv(nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, data_dim={self.data_dim}, order={self.order}, "
                 f"sigma={self.sigma.item():.3g}, stride={self.stride}")
+
+
+def retarget_njets(model: nn.Module, source_res, target_res) -> int:
+    """Run the N-Jet layers of a model trained at `source_res` pixels at `target_res`: σ (in pixels) is multiplied
+    by target/source, so each kernel covers the same part of the image (the authors' run_crossres.py sets the SRF
+    layers' `scale_sigma = target / source`). Returns the number of layers changed."""
+    layers = [m for m in model.modules() if isinstance(m, NJetConv)]
+    for layer in layers:
+        layer.scale *= float(target_res) / float(source_res)
+    return len(layers)

@@ -220,10 +220,20 @@ def authors_result(model: str, target: str, folder: Path = ASSETS / "authors_res
     return {"mse": float(mse[i, j]), "psnr": float(psnr[i, j]), "file": filename}
 
 
-def run_bandwidth(targets: list[str], models: list[str], iterations: int, lr: float, siren_lr: float,
-                  seed: int = 0, device: str = "cpu", record_every: int = 50) -> tuple[list[dict], dict]:
-    """Fit every model to every target. Returns one row per fit (ours beside the authors' values) and the
-    predictions {(model, target): (size, size) tensor}, with the targets under (None, target)."""
+def authors_lr(model: str, target: str) -> float:
+    """The learning rate of the authors' result file for a (model, target) setting: 0.01, except SIREN on the Gabor
+    targets (`sirenbig_gabor_lr0001_...`): 0.001. Settings without a file get 0.01 (App. D.2)."""
+    family = "njet" if model.startswith("njet") else model
+    kind = "gabor" if target.startswith("gabor") else target
+    filename = AUTHORS_FILES.get((family, kind), ("_lr001_",))[0]
+    return 0.001 if "_lr0001_" in filename else 0.01
+
+
+def run_bandwidth(targets: list[str], models: list[str], iterations: int, lr: float | None = None, seed: int = 0,
+                  device: str = "cpu", record_every: int = 50) -> tuple[list[dict], dict]:
+    """Fit every model to every target, at `lr` or (None) at the learning rate of the authors' result file for
+    that setting (`authors_lr`). Returns one row per fit (ours beside the authors' values) and the predictions
+    {(model, target): (size, size) tensor}, with the targets under (None, target)."""
     rows, kernels = [], {}
     for target_name in targets:
         target = make_target(target_name).to(device)
@@ -231,7 +241,7 @@ def run_bandwidth(targets: list[str], models: list[str], iterations: int, lr: fl
         for model_name in models:
             torch.manual_seed(seed)
             model = build_model(model_name).to(device)
-            model_lr = siren_lr if model_name == "siren" else lr
+            model_lr = authors_lr(model_name, target_name) if lr is None else lr
             fit = fit_kernel(model, target, iterations, model_lr, record_every)
             kernels[(model_name, target_name)] = fit.prediction.cpu()
             authors = authors_result(model_name, target_name) or {}
@@ -240,3 +250,19 @@ def run_bandwidth(targets: list[str], models: list[str], iterations: int, lr: fl
                          "authors_psnr_db": authors.get("psnr", math.nan), "authors_file": authors.get("file", ""),
                          "seconds": round(fit.seconds, 2), "curve": fit.curve})
     return rows, kernels
+
+
+FIT_FLOOR = 1e-6   # MSE below this: the target is fitted (the authors' files round to 1e-8)
+
+
+def agreement(ours: float, authors: float, factor: float = 3.0) -> str:
+    """How our final MSE compares with the authors' for one cell: 'match' when both fit the target (MSE below
+    FIT_FLOOR) or agree within `factor`; else 'ours lower' or 'ours higher'; 'no file' without an authors' value."""
+    if math.isnan(authors):
+        return "no file"
+    if max(ours, authors) < FIT_FLOOR:
+        return "match"
+    low, high = sorted((max(ours, 1e-12), max(authors, 1e-12)))
+    if high / low <= factor:
+        return "match"
+    return "ours lower" if ours < authors else "ours higher"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .._progress import progress
 from ..data.kodak import kodak_image
 from ..models.kodak import kodak_kernel_net_config
 from .fitting import fit_image, shrink
@@ -44,6 +45,7 @@ def fit_kodak(images: list[int], rows: list[str], iterations: int, lr: float, si
 
     Every fit starts from the same seed. `on_fit(fit)` is called after each fit (e.g. to write progress)."""
     fits = []
+    bar = progress(total=len(images) * len(rows), desc="Kodak fits")
     for number in images:
         image = shrink(kodak_image(number), downsample).to(device)
         for row in rows:
@@ -51,13 +53,14 @@ def fit_kodak(images: list[int], rows: list[str], iterations: int, lr: float, si
             config = kodak_kernel_net_config(row)
             net = config.build(2, 3).to(device)
             row_lr = siren_lr if config.name == "siren" else lr
-            result = fit_image(net, image, iterations, row_lr, record_every=record_every,
-                               progress=f"kodim{number:02d} {row}")
+            result = fit_image(net, image, iterations, row_lr, record_every=record_every)
+            bar.update()
             fit = KodakFit(number, row, sum(p.numel() for p in net.parameters()), row_lr, result.psnr, result.mse,
                            result.seconds, result.curve, result.reconstruction.cpu())
             fits.append(fit)
             if on_fit is not None:
                 on_fit(fit)
+    bar.close()
     return fits
 
 

@@ -162,3 +162,25 @@ def require(condition: bool, message: str) -> None:
     """Raise a ValueError with `message` unless `condition` (a parameter check in a notebook)."""
     if not condition:
         raise ValueError(message)
+
+
+PROFILES = ("quick", "cpu", "full", "authors")
+
+
+def notebook_setup(name: str, params: dict, profiles=("quick", "cpu", "full")) -> tuple[Path, Path]:
+    """The checks and setup every notebook shares, from its checked parameters: `profile` among `profiles`, `device`
+    usable here, `threads` ≥ 1 (set for torch), `overrides` as 'section.key=value'. Returns (the output folder,
+    the folder for engine runs: `<out>/runs` with keep_runs, else a temporary one)."""
+    profile, device = params["profile"], params.get("device", "cpu")
+    require(profile in profiles, f"profile must be one of {list(profiles)}, got {profile!r}")
+    require(device == "cpu" or device.startswith("cuda"), f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
+    require(not device.startswith("cuda") or torch.cuda.is_available(),
+            f"device {device!r} requested but CUDA is not available here; use device='cpu'")
+    require(params.get("threads", 1) >= 1, "threads must be positive")
+    overrides = params.get("overrides", [])
+    require(all(isinstance(o, str) and "=" in o for o in overrides),
+            f"overrides must be 'section.key=value' strings, got {overrides!r}")
+    torch.set_num_threads(params.get("threads", 1))   # one thread: on a shared 2-core machine, 2 can be 10x slower
+    out = resolve_output_dir(params.get("output_dir"), name)
+    runs_dir = out / "runs" if params.get("keep_runs") else Path(tempfile.mkdtemp(prefix=f"flexlib-{name}-runs-"))
+    return out, runs_dir

@@ -128,3 +128,13 @@ IMAGE_ROWS = {
     "mnist": [("FlexNet-16", "flexnet-16", {})],
     "stl10": [("FlexNet-16", "flexnet-16", {})],
 }
+
+
+def paper_accuracy(row) -> float | None:
+    """The accuracy (%) the paper prints for a protocol row (flexlib.paper.protocol.Row); Table 4 and 8: at the
+    source resolution. None where it prints none (Fig. 5 gives changes only)."""
+    if row.table in ("1", "2"):
+        return sequence_accuracy(row.model, row.experiment)
+    tables = {"3": CIFAR10, "6": CIFAR10, "7": IMAGENET32, "9": MNIST, "10": STL10,
+              "4": {k: v[0] for k, v in TABLE4.items()}, "8": {k: v[0] for k, v in TABLE8.items()}}
+    return tables.get(row.table, {}).get(row.label)

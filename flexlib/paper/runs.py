@@ -1,0 +1,166 @@
+"""The engine runs behind a paper notebook: which runs (protocol rows and seeds, or stand-ins), running them, and
+the accuracy each run reports, aggregated over seeds (mean ± std, as the paper prints).
+
+In the `full` profile a notebook runs protocol rows (flexlib.paper.protocol) with their own seeds on the engine's
+`full` profile; in `quick` and `cpu` it runs stand-ins on the engine's `quick` profile (offline data, small models),
+each named after the row it stands for.
+
+Which epoch's accuracy is reported follows the authors' trainer (rjbruin/flexconv `trainer.py`): on the image
+datasets the test set doubles as validation set and the best test accuracy over the epochs is reported; on Speech
+Commands and CharacterTrajectories the test accuracy at the epoch of best validation accuracy. Both are given beside
+the accuracy after the last epoch.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from . import protocol
+
+PARAMS = Path(__file__).resolve().parents[2] / "params" / "experiments"
+
+
+@dataclass(frozen=True)
+class Run:
+    row: str                      # the protocol row it reproduces (full) or stands for (quick, cpu)
+    label: str                    # the paper's label of that row
+    experiment: str               # params/experiments/<experiment>.yaml
+    seed: int
+    settings: tuple[str, ...]     # `--set` overrides on the experiment's profile
+    model: str                    # what actually runs (registry name and kwargs)
+
+    @property
+    def name(self) -> str:
+        return f"{self.experiment}-{self.model.split()[0]}-seed{self.seed}"
+
+
+def plan(tables: list[str], runs: list | None = None, seeds: list[int] | None = None,
+         keys: list[str] | None = None) -> list[Run]:
+    """The runs of a notebook. `runs=None`: the protocol rows `keys` (default: every row of `tables`), each with
+    its seeds (or `seeds`), as the authors ran it. Else `runs` lists [protocol row key, model, create() kwargs]
+    stand-ins, each run with `seeds` (default [0]) and the row's method settings (alias regularizer, resolution
+    change)."""
+    if runs is None:
+        out = []
+        chosen = [protocol.row(k) for k in keys] if keys else [r for t in tables for r in protocol.rows(t)]
+        for r in chosen:
+            for seed in seeds if seeds is not None else r.seeds:
+                model = r.model + (f" {json.dumps(r.model_kwargs)}" if r.model_kwargs else "")
+                out.append(Run(r.key, r.label, r.experiment, seed, tuple(protocol.overrides(r, seed)), model))
+        return out
+    out = []
+    for key, model, kwargs in runs:
+        r = protocol.row(key)
+        for seed in seeds if seeds is not None else [0]:
+            settings = (f"model.name={model}", f"model.kwargs={json.dumps(kwargs)}", f"train.seed={seed}",
+                        *protocol.method_overrides(r))
+            out.append(Run(key, r.label, r.experiment, seed, settings, model + (f" {json.dumps(kwargs)}" if kwargs
+                                                                                  else "")))
+    return out
+
+
+def execute(runs: list[Run], profile: str, runs_dir: Path, device: str, overrides: list[str] | None = None,
+            source_models: dict | None = None) -> list:
+    """Run every planned run with the engine; returns the RunResults in order. `profile` is the notebook's: `full`
+    uses the experiments' full profiles, every other the quick ones (stand-in data), with `overrides` last.
+
+    With `source_models` (a dict), a run with a resolution change stops after its source stage, its model there is
+    read back from the checkpoint into `source_models[run]` (for frequencies and spectra, Table 4), and it goes on."""
+    from ..engine import load_config, load_model, run_experiment
+    engine_profile = "full" if profile == "full" else "quick"
+    results = []
+    for run in runs:
+        cfg = load_config(PARAMS / f"{run.experiment}.yaml", engine_profile,
+                          [*run.settings, f"train.device={device}", f"train.out_dir={runs_dir}", *(overrides or [])])
+        name = f"{run.name}-{profile}"
+        if source_models is not None and cfg.resolution is not None:
+            at_source = run_experiment(cfg, name, stop_after_epochs=cfg.train.epochs)
+            source_models[run] = load_model(at_source.run_dir)
+            result = run_experiment(cfg, run_dir=at_source.run_dir, resume=True)
+        else:
+            result = run_experiment(cfg, name)
+        results.append(result)
+    return results
+
+
+def stage_accuracy(history: list[dict], stage: str) -> float:
+    """Test accuracy (%) at the end of a stage: "train" (at the source resolution), "target-before-finetune" (right
+    after the resolution change) or "finetune"."""
+    rows = [h for h in history if h.get("stage") == stage]
+    return 100 * rows[-1]["test_acc"] if rows else math.nan
+
+
+def resolution_table(runs: list[Run], results: list) -> pd.DataFrame:
+    """One line per run with a resolution change (Table 4, Fig. 5): accuracy at the source after training, at the
+    target right after the change (eq. 9) and after fine-tuning, and the changes Δ (points)."""
+    lines = []
+    for run, result in zip(runs, results):
+        source, upsampled = stage_accuracy(result.history, "train"), stage_accuracy(result.history, "target-before-finetune")
+        finetuned = stage_accuracy(result.history, "finetune")
+        cfg = result.metadata["config"]["resolution"]
+        lines.append({"row": run.row, "label": run.label, "seed": run.seed, "source": cfg["source"],
+                      "target": cfg["target"], "acc_source": source, "acc_target_upsampled": upsampled,
+                      "acc_target_finetuned": finetuned, "delta_upsampling": upsampled - source,
+                      "delta_finetuning": finetuned - source, "our_model": run.model, "our_data": result.dataset,
+                      "params": result.metadata["parameters"]})
+    return pd.DataFrame(lines)
+
+
+def selection(experiment: str) -> str:
+    """How the authors pick the reported epoch for an experiment: 'test_at_best_val' or 'best_test'."""
+    return "test_at_best_val" if experiment in ("char_trajectories", "speech_commands_mfcc",
+                                               "speech_commands_raw") else "best_test"
+
+
+def reported(history: list[dict], rule: str, stage: str = "train", key: str = "acc") -> float:
+    """The accuracy (fraction) the authors' trainer would report for one stage of a run."""
+    epochs = [h for h in history if h.get("stage", "train") == stage and f"test_{key}" in h]
+    if not epochs:
+        return math.nan
+    if rule == "test_at_best_val" and all(f"val_{key}" in h for h in epochs):
+        return max(epochs, key=lambda h: h[f"val_{key}"])[f"test_{key}"]
+    return max(h[f"test_{key}"] for h in epochs)
+
+
+def per_run_table(runs: list[Run], results: list) -> pd.DataFrame:
+    """One line per run: reported and final test accuracy (%), the model that ran, its data, parameters, epochs."""
+    lines = []
+    for run, result in zip(runs, results):
+        history = result.history
+        train = [h for h in history if h.get("stage", "train") == "train"]
+        line = {"row": run.row, "label": run.label, "experiment": run.experiment, "seed": run.seed,
+                "reported_acc": 100 * reported(history, selection(run.experiment)),
+                "final_acc": 100 * train[-1]["test_acc"] if train else math.nan,
+                "selection": selection(run.experiment), "our_model": run.model, "our_data": result.dataset,
+                "params": result.metadata["parameters"], "epochs": len(train)}
+        if any("test_top5" in h for h in train):
+            line["reported_top5"] = 100 * reported(history, selection(run.experiment), key="top5")
+        lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def mean_std(values) -> tuple[float, float]:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summary_table(per_run: pd.DataFrame, column: str = "reported_acc") -> pd.DataFrame:
+    """Per paper row: the paper's accuracy (flexlib.paper.results.paper_accuracy) beside our mean ± std over seeds
+    (`n` runs) and the difference."""
+    from .results import paper_accuracy
+    lines = []
+    for row, part in per_run.groupby("row", sort=False):
+        mean, std = mean_std(part[column])
+        value = paper_accuracy(protocol.row(row))
+        lines.append({"row": row, "paper": value, "ours_mean": mean, "ours_std": std, "n": len(part),
+                      "difference": mean - value if value is not None else math.nan,
+                      "final_mean": mean_std(part["final_acc"])[0], "our_model": part["our_model"].iloc[0],
+                      "our_data": part["our_data"].iloc[0]})
+    return pd.DataFrame(lines)
