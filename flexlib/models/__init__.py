@@ -1,4 +1,5 @@
 """The models of the FlexConv paper and its baselines, built by name: `create("flexnet-16", 3, 10)`."""
+from .authors import AuthorsCheckpointError, from_authors_checkpoint, to_authors_state_dict
 from .conv import ConvConfig, build_conv
 from .flexnet import FlexNet, FlexNetConfig
 from .kodak import KODAK_NETS, KernelNetConfig, kodak_kernel_net_config

@@ -1,0 +1,231 @@
+"""``python -m flexlib evaluate``: a trained authors' checkpoint on an experiment's test split, without training.
+
+The authors published trained FlexNets (rjbruin/flexconv, ``experiments/checkpoints/``). Evaluating one takes
+minutes on a CPU and checks the paper's rows at trained weights: Table 3 (FlexNet-16 on CIFAR-10), Table 4
+(alias-free FlexNet-16: 16 px, the change to 32 px, and after fine-tuning at 32 px), Tables 7 and 8 (ImageNet-32,
+ImageNet-k).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..data import build, data_root, sha256
+from ..data.download import download
+from ..flexconv import kernel_size_for
+from ..models.authors import AuthorsCheckpointError, authors_train_length, from_authors_checkpoint, \
+    load_authors_state_dict
+from .config import ConfigError, ExperimentConfig, load_config
+from .provenance import provenance
+
+URL = "https://github.com/rjbruin/flexconv/raw/master/experiments/checkpoints/{}"
+
+
+@dataclass(frozen=True)
+class ReleasedCheckpoint:
+    """A checkpoint the authors published (experiments/readme.md), with what it reproduces."""
+    filename: str
+    model: str                      # the flexlib name of its architecture
+    experiment: str                 # params/experiments/<experiment>.yaml gives its data
+    paper: str                      # the paper's table and row
+    accuracy: float                 # test accuracy (%) the authors report for this file
+    source_res: int | None = None   # cross-resolution runs: trained at source_res px ...
+    target_res: int | None = None   # ... then tested and fine-tuned at target_res px
+    stage: str | None = None        # "source" (after training at source_res) or "final" (after fine-tuning)
+    sha256: str | None = None       # unknown until the file is fetched once: the repository publishes none
+
+    @property
+    def url(self) -> str:
+        return URL.format(self.filename)
+
+    @property
+    def last_res(self) -> int | None:
+        """The resolution the weights were last trained at, where the authors report `accuracy`."""
+        return self.target_res if self.stage == "final" else self.source_res
+
+
+def _entry(name, model, experiment, paper, accuracy, *cross) -> tuple[str, ReleasedCheckpoint]:
+    return name, ReleasedCheckpoint(f"{name}.pt", model, experiment, paper, accuracy, *cross)
+
+
+RELEASED: dict[str, ReleasedCheckpoint] = dict([   # experiments/readme.md of rjbruin/flexconv
+    _entry("cifar10-flexnet-7-seed2", "flexnet-16", "cifar10",
+           "Table 3, FlexNet-16 (92.2 ± 0.1 over 3 seeds)", 92.31),
+    _entry("cross-res-cifar10-flexnet-7-gabor-seed2-source", "flexnet-16", "cifar10_alias_free",
+           "Table 4, FlexNet-16 w/ reg. f+_MAGNet, 16 px (86.5 ± 0.1)", 86.61, 16, 32, "source"),
+    _entry("cross-res-cifar10-flexnet-7-gabor-seed2-final", "flexnet-16", "cifar10_alias_free",
+           "Table 4, FlexNet-16 w/ reg. f+_MAGNet, fine-tuned at 32 px", 89.16, 16, 32, "final"),
+    _entry("cross-res-cifar10-flexnet-7-gnm-seed1-source", "flexnet-16", "cifar10_alias_free",
+           "Table 4, FlexNet-16 w/ reg. f+_FlexConv, 16 px (85.1 ± 0.3)", 85.25, 16, 32, "source"),
+    _entry("cross-res-cifar10-flexnet-7-gnm-seed1-final", "flexnet-16", "cifar10_alias_free",
+           "Table 4, FlexNet-16 w/ reg. f+_FlexConv, fine-tuned at 32 px", 87.85, 16, 32, "final"),
+    _entry("imagenet32-flexnet-5-seed1", "flexnet-5", "imagenet32",
+           "Table 7, FlexNet-5 top-1 (24.9 ± 0.4)", 25.31),
+    _entry("cross-res-imagenetk-flexnet-5-gabor-seed1-source", "flexnet-5", "imagenet32",
+           "Table 8, FlexNet-5 ImageNet-k, k = 16 (14.9 ± 0.1)", 14.92, 16, 32, "source"),
+    _entry("cross-res-imagenetk-flexnet-5-gabor-seed1-final", "flexnet-5", "imagenet32",
+           "Table 8, FlexNet-5 ImageNet-k, fine-tuned at k = 32", 25.09, 16, 32, "final"),
+])
+
+NATIVE = {"mnist": 28, "cifar10": 32, "stl10": 96}
+
+
+def native_resolution(dataset: str) -> int:
+    if dataset.startswith("imagenet") and dataset[8:].isdigit():
+        return int(dataset[8:])
+    if dataset not in NATIVE:
+        raise ConfigError(f"evaluate takes image datasets {sorted(NATIVE)} or imagenet<k>, got {dataset!r}")
+    return NATIVE[dataset]
+
+
+def resolve_checkpoint(spec: str, cache_dir: Path) -> tuple[Path, ReleasedCheckpoint | None]:
+    """A file path, or a released checkpoint's name (fetched into `cache_dir` once)."""
+    path = Path(spec).expanduser()
+    key = path.name.removesuffix(".pt")
+    released = RELEASED.get(key)
+    if path.is_file():
+        return path, released
+    if released is None or path.parent != Path("."):
+        raise FileNotFoundError(f"no file {spec} and no released checkpoint of that name; released: "
+                                f"{', '.join(RELEASED)}")
+    return download(released.url, cache_dir / released.filename, released.sha256), released
+
+
+def plan_resolutions(cfg: ExperimentConfig, released: ReleasedCheckpoint | None, at: str | None,
+                     train_length: int | None) -> tuple[int, int]:
+    """(px to evaluate at, px of the weights' first training stage). `at`: "source", "target", a number of px,
+    or None for where the weights were last trained (the authors' reported accuracy)."""
+    native = native_resolution(cfg.data.dataset)
+    source, target = (cfg.resolution.source, cfg.resolution.target) if cfg.resolution else (None, None)
+    if released is not None:   # a released file was trained as the authors' readme says, whatever the experiment
+        if released.source_res is not None and source is not None \
+                and (source, target) != (released.source_res, released.target_res):
+            raise ConfigError(f"{released.filename} is trained at {released.source_res} px and fine-tuned at "
+                              f"{released.target_res} px, the experiment says {source} -> {target} px")
+        source, target = released.source_res, released.target_res
+        trained = source or native
+    else:
+        trained = source or cfg.data.resolution or native
+    if at is None:
+        if released is not None:
+            return released.last_res or native, trained
+        return (train_length - 1 if train_length else cfg.data.resolution or source or native), trained
+    if at in ("source", "target"):
+        if source is None:
+            raise ConfigError(f"--at {at} needs a cross-resolution experiment (a resolution: section) or a released "
+                              f"cross-resolution checkpoint; give a number of px instead")
+        return (source if at == "source" else target), trained
+    if not at.isdigit() or int(at) < 1:
+        raise ConfigError(f"--at takes 'source', 'target' or a positive number of px, got {at!r}")
+    return int(at), trained
+
+
+def _test_split(cfg: ExperimentConfig, resolution: int):
+    """(name, test dataset, in_channels, num_classes) at `resolution` px. ImageNet-k is read at k = resolution (the
+    authors' ImageNet-16 and -32 are separate downsamplings, not resizes) and without its training files."""
+    data_cfg = replace(cfg.data, augment=False, resolution=resolution)
+    if data_cfg.dataset.startswith("imagenet") and not data_cfg.offline:
+        from ..data import vision
+        from ..data.tensors import seeded_subset
+        transform = vision.image_transform(*vision.STATS["imagenet"], False, resolution, None, from_pil=False)
+        test = vision.DownsampledImageNet(data_root(data_cfg.root), resolution, False, transform)
+        return (f"ImageNet{resolution} validation (Chrabaszcz et al., 2017)",
+                seeded_subset(test, data_cfg.test_size, cfg.train.seed), 3, 1000)
+    data = build(data_cfg, cfg.train.seed)
+    return data.name, data.test, data.in_channels, data.num_classes
+
+
+def _normalization(cfg: ExperimentConfig) -> str:
+    """What the inputs are normalized with. flexlib.data follows the authors' test preprocessing (their
+    datasets/cifar10.py, imagenet_small.py): [Resize(r, bilinear) of the image], ToTensor, Normalize with the
+    ImageNet mean/std for CIFAR-10 and ImageNet-k, their own statistics for MNIST and STL-10."""
+    if cfg.data.offline:
+        return "stand-in data, normalized with its own statistics"
+    from ..data import vision
+    mean, std = vision.STATS["imagenet" if cfg.data.dataset.startswith("imagenet") else cfg.data.dataset]
+    return f"mean {list(mean)}, std {list(std)}"
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, loader, device: torch.device, num_classes: int, progress: bool = True) -> dict:
+    """Top-1 (and top-5 where there are ≥ 5 classes) accuracy and mean cross-entropy."""
+    model.eval()
+    loss = correct1 = correct5 = count = 0.0
+    k = min(5, num_classes)
+    for x, y in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
+        x, y = x.to(device), y.to(device)
+        logits = model(x).float()
+        top = logits.topk(k, dim=1).indices
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct1 += (logits.argmax(1) == y).sum().item()
+        correct5 += (top == y[:, None]).any(1).sum().item()
+        count += len(y)
+    out = {"test_acc": correct1 / count, "test_loss": loss / count, "test_images": int(count)}
+    if num_classes >= 5:
+        out["test_top5"] = correct5 / count
+    return out
+
+
+def evaluate_checkpoint(cfg: ExperimentConfig, checkpoint: str, at: str | None = None, batch_size: int = 100,
+                        cache_dir: str | Path | None = None, progress: bool = True) -> dict:
+    """Load an authors' checkpoint (file or released name) into cfg.model, retarget it as run_crossres.py does,
+    evaluate it on cfg.data's test split with the authors' preprocessing. Returns the results as a dict."""
+    started = time.time()
+    cache = Path(cache_dir) if cache_dir is not None else data_root(cfg.data.root) / "authors_checkpoints"
+    path, released = resolve_checkpoint(checkpoint, cache)
+    state = load_authors_state_dict(path)
+    train_length = authors_train_length(state)
+    resolution, trained = plan_resolutions(cfg, released, at, train_length)
+    if released is not None and train_length is not None:
+        last = released.last_res or native_resolution(cfg.data.dataset)
+        if train_length != kernel_size_for(last):
+            raise AuthorsCheckpointError(f"{path}: its kernels were last sampled on {train_length} points, but "
+                                         f"{released.filename} was last trained at {last} px "
+                                         f"({kernel_size_for(last)} points): is it the right file?")
+    name, test, in_channels, num_classes = _test_split(cfg, resolution)
+    model = from_authors_checkpoint(state, cfg.model.name, in_channels, num_classes, source_res=trained,
+                                    target_res=resolution, **cfg.model.kwargs)
+    device = torch.device("cuda" if cfg.train.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if cfg.train.device == "auto" else cfg.train.device)
+    loader = DataLoader(test, batch_size=batch_size, num_workers=cfg.data.num_workers)
+    metrics = accuracy(model.to(device), loader, device, num_classes, progress)
+    return {"checkpoint": checkpoint, "file": str(path), "sha256": sha256(path),
+            "released": asdict(released) if released else None, "model": cfg.model.name, "dataset": name,
+            "resolution": resolution, "trained_resolution": trained, "train_length": train_length,
+            "kernel_factor": (trained / resolution) ** 2, "normalization": _normalization(cfg), **metrics,
+            "seconds": round(time.time() - started, 1), **provenance(device, 1)}
+
+
+def summary_line(result: dict) -> str:
+    released = result["released"]
+    head = Path(result["checkpoint"]).name.removesuffix(".pt")
+    top5 = f", top-5 {100 * result['test_top5']:.2f} %" if "test_top5" in result else ""
+    reported = ""
+    if released:
+        last = released["target_res"] if released["stage"] == "final" else released["source_res"]
+        reported = f" (authors report {released['accuracy']:.2f} % at {last or result['trained_resolution']} px; " \
+                   f"{released['paper']})"
+    factor = f", kernels x{result['kernel_factor']:g} (eq. 9)" if result["kernel_factor"] != 1 else ""
+    return (f"{head} on {result['dataset']}, {result['test_images']} images at {result['resolution']} px{factor}: "
+            f"acc {100 * result['test_acc']:.2f} %{top5}, loss {result['test_loss']:.4f}{reported} "
+            f"[{result['seconds']} s]")
+
+
+def evaluate_command(args) -> int:
+    """The CLI: one line of results on stdout, JSON with --out. Errors (ValueError/OSError subclasses: a bad
+    checkpoint, a failed download, a missing dataset) are reported by flexlib.engine.cli as one line."""
+    cfg = load_config(args.params, args.profile, args.overrides, ExperimentConfig)
+    result = evaluate_checkpoint(cfg, args.authors_checkpoint, args.at, args.batch_size, args.cache_dir)
+    print(summary_line(result))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1))
+    return 0
