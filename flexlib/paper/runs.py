@@ -108,7 +108,11 @@ def resolution_table(runs: list[Run], results: list) -> pd.DataFrame:
                       "acc_target_finetuned": finetuned, "delta_upsampling": upsampled - source,
                       "delta_finetuning": finetuned - source, "our_model": run.model, "our_data": result.dataset,
                       "params": result.metadata["parameters"]})
-    return pd.DataFrame(lines)
+    return pd.DataFrame(lines, columns=RESOLUTION_COLUMNS)
+
+
+RESOLUTION_COLUMNS = ["row", "label", "seed", "source", "target", "acc_source", "acc_target_upsampled",
+                      "acc_target_finetuned", "delta_upsampling", "delta_finetuning", "our_model", "our_data", "params"]
 
 
 def selection(experiment: str) -> str:
@@ -141,7 +145,11 @@ def per_run_table(runs: list[Run], results: list) -> pd.DataFrame:
         if any("test_top5" in h for h in train):
             line["reported_top5"] = 100 * reported(history, selection(run.experiment), key="top5")
         lines.append(line)
-    return pd.DataFrame(lines)
+    return pd.DataFrame(lines, columns=None if lines else RUN_COLUMNS)
+
+
+RUN_COLUMNS = ["row", "label", "experiment", "seed", "reported_acc", "final_acc", "selection", "our_model", "our_data",
+               "params", "epochs"]
 
 
 def mean_std(values) -> tuple[float, float]:
@@ -156,6 +164,9 @@ def summary_table(per_run: pd.DataFrame, column: str = "reported_acc") -> pd.Dat
     (`n` runs) and the difference."""
     from .results import paper_accuracy
     lines = []
+    if per_run.empty:
+        return pd.DataFrame(columns=["row", "paper", "ours_mean", "ours_std", "n", "difference", "final_mean",
+                                     "our_model", "our_data"])
     for row, part in per_run.groupby("row", sort=False):
         mean, std = mean_std(part[column])
         value = paper_accuracy(protocol.row(row))
