@@ -144,6 +144,12 @@ def test_resolution_change_trains_retargets_and_finetunes(tmp_path):
                                                              ("finetune", 16)]
     assert all(math.isfinite(r["test_loss"]) for r in rows)
     assert rows[0]["train_objective"] > rows[0]["train_loss"]          # λ L_HF is in the objective, not the CE
+    from flexlib.alias import magnet_max_frequency
+    from flexlib.engine import load_model
+    convs = [m for m in load_model(run_experiment(cfg, "res2", stop_after_epochs=1).run_dir).modules()
+             if isinstance(m, FlexConv)]
+    expected = sum(float(magnet_max_frequency(c.kernel_net)) for c in convs) / len(convs)
+    assert rows[0]["f_magnet_mean"] == pytest.approx(expected, rel=1e-6)   # eq. 21 per epoch, over the layers
 
 
 # --- DDP: two gloo processes on one batch give the single-process gradient ------------------------------------

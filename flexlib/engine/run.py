@@ -25,7 +25,7 @@ from .config import ConfigError, ExperimentConfig, to_dict, validated
 from ..data import ClassificationData, build
 from .divergence import DivergenceError, check_evaluation
 from .loop import StepOptions, evaluate, train_epoch
-from .metrics import mask_stats, write_metrics
+from .metrics import frequency_stats, mask_stats, write_metrics
 from .provenance import provenance
 from .restore import CHECKPOINT, change_resolution, default_model, load_state, load_weights, stages_of
 from .schedule import build_optimizer, build_scheduler
@@ -242,7 +242,7 @@ def _train(cfg, model, data, stages, state, run_dir, info, device, opts, stop_af
                                      desc=stage.name),
                        **_evaluate_all(model, eval_loaders, device, opts, info),
                        "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - started, 2),
-                       **mask_stats(model)}
+                       **frequency_stats(model), **mask_stats(model)}
                 check_evaluation(row["test_loss"], f"epoch {epoch} ({stage.name} stage)")
             except DivergenceError as err:
                 path = run_dir / CHECKPOINT if run_dir is not None else CHECKPOINT
