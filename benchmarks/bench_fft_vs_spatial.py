@@ -12,7 +12,7 @@ import torch
 from common import parse_args, save, table
 from flexlib.engine.timing import time_interleaved
 
-from flexlib.functional import FFT_COST_FACTOR, conv_nd, fft_conv_nd, prefer_fft
+from flexlib.functional import conv_nd, fft_conv_nd, prefer_fft
 
 
 def main():
@@ -24,7 +24,6 @@ def main():
         "2d": {"batch": 2 if cpu else 32, "channels": 8 if cpu else 32, "size": 64, "causal": False,
                "kernels": [3, 5, 9, 17, 33, 65] if not args.quick else [3, 33]},
         "repeats": 3 if args.quick else 5, "timed": "forward + backward (input and kernel require grad)",
-        "FFT_COST_FACTOR": FFT_COST_FACTOR,
     }
     rows = []
     for dim in (1, 2):

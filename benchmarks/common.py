@@ -60,8 +60,10 @@ def metadata(args: argparse.Namespace, settings: dict) -> dict:
 
 
 def save(name: str, args: argparse.Namespace, settings: dict, rows: list[dict], summary: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    """results/benchmarks/<name>.json, or results/benchmarks/gpu/<name>.json for a run on CUDA."""
+    folder = RESULTS / "gpu" if torch.device(args.device).type == "cuda" else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     payload = {"benchmark": name, "metadata": metadata(args, settings), "summary": summary, "rows": rows}
     path.write_text(json.dumps(payload, indent=1) + "\n")
     print(f"wrote {path.relative_to(ROOT)}")

@@ -17,7 +17,7 @@ def load(name):
 
 
 def main():
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    fig, axes = plt.subplots(1, 4, figsize=(21, 4.5))
     layer = load("layer")
     if layer:
         ax = axes[0]
@@ -25,7 +25,7 @@ def main():
         labels = [r["case"] for r in rows]
         xs = range(len(rows))
         for i, (key, name) in enumerate([("train_ratio", "train step"), ("eval_live_ratio", "eval, live kernel"),
-                                         ("eval_cached_ratio", "eval, cached kernel"),
+                                         ("eval_frozen_ratio", "eval, frozen kernel"),
                                          ("eval_baked_ratio", "eval, baked")]):
             ax.bar([x + 0.2 * i for x in xs], [r[key] for r in rows], width=0.2, label=name)
         ax.axhline(1.25, color="k", ls="--", lw=0.8)
@@ -51,8 +51,25 @@ def main():
         ax.set_ylabel("ms (fwd + bwd)")
         ax.set_title("spatial vs FFT, and the automatic choice")
         ax.legend(fontsize=7)
-    ax = axes[2]
+    choice = load("path_choice")
+    if choice:
+        ax = axes[2]
+        ratios = sorted(r["auto_over_best"] for r in choice["rows"])
+        ax.plot(range(len(ratios)), ratios, "o", ms=3, color="k")
+        ax.axhline(1.10, color="C3", ls="--", lw=0.8, label="target 1.10")
+        ax.axhline(1.25, color="gray", ls=":", lw=0.8, label="named exceptions up to 1.25")
+        ax.set_xlabel("sweep point (sorted)")
+        ax.set_ylabel("auto / faster path (fwd + bwd)")
+        s = choice["summary"]
+        ax.set_title(f"path choice over {s['points']} shapes: worst {s['worst_auto_over_best']:.2f}x, "
+                     f"median {s['median_auto_over_best']:.2f}x", fontsize=9)
+        ax.legend(fontsize=7)
+    ax = axes[3]
     bars = {}
+    ops = load("ops")
+    if ops:
+        for r in ops["rows"]:
+            bars[f"{r['case']} ops\n/ 3-tap twin"] = r["ops_ratio"]
     crop = load("cropping")
     if crop:
         for r in crop["rows"]:

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_layer.py", "bench_fft_vs_spatial.py", "bench_cropping.py", "bench_resolution.py",
-           "bench_kernel_generation.py"]
+SCRIPTS = ["bench_layer.py", "bench_fft_vs_spatial.py", "bench_path_choice.py", "bench_ops.py", "bench_cropping.py",
+           "bench_resolution.py", "bench_kernel_generation.py"]
 
 
 def main():

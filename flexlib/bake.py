@@ -2,23 +2,61 @@
 cropped kernel, so inference pays nothing for kernel generation and the model exports with torch.onnx.export.
 
 A FlexConv's kernel follows its input size (App. A.2), so a baked model is valid for the input size it was baked
-at: `bake` runs one forward pass on `example_input` to learn the size each FlexConv sees.
+at: `bake` runs one forward pass on `example_input` to learn the size each FlexConv sees, and each baked layer
+refuses inputs of another size with a clear error.
 """
 from __future__ import annotations
 
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .flexconv import FlexConv
 
-_CONV_CLASSES = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+class _Baked:
+    """A plain convolution holding a FlexConv's kernel for one input size. The kernel of a FlexConv follows the
+    size of its input (App. A.2), so any other size is refused rather than run with the wrong kernel."""
+
+    baked_input_size: tuple[int, ...] = ()
+    causal_padding: int = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = tuple(x.shape[2:])
+        if not torch.jit.is_tracing() and size != self.baked_input_size:  # an exported graph has static sizes
+            raise ValueError(f"{type(self).__name__}: baked for inputs of spatial size {self.baked_input_size}, got "
+                             f"{size}; a FlexConv's kernel follows its input size, so bake the model again with an "
+                             f"example input of this size (flexlib.bake(model, example_input))")
+        if self.causal_padding:
+            x = F.pad(x, (self.causal_padding, 0))
+        return super().forward(x)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, baked_input_size={self.baked_input_size}" + (
+            f", causal_padding={self.causal_padding}" if self.causal_padding else "")
+
+
+class BakedConv1d(_Baked, nn.Conv1d):
+    pass
+
+
+class BakedConv2d(_Baked, nn.Conv2d):
+    pass
+
+
+class BakedConv3d(_Baked, nn.Conv3d):
+    pass
+
+
+_CONV_CLASSES = {1: BakedConv1d, 2: BakedConv2d, 3: BakedConv3d}
 
 
 def baked_conv(conv: FlexConv, input_size) -> nn.Module:
-    """The plain convolution that computes `conv` on inputs of spatial size `input_size`: nn.ConvNd with the
-    cropped kernel (resolution factor included) and 'same' padding, or left padding + nn.Conv1d if causal."""
+    """The plain convolution that computes `conv` on inputs of spatial size `input_size` (and refuses others):
+    an nn.ConvNd subclass with the cropped kernel (resolution factor included) and 'same' padding, or left
+    padding if causal."""
     input_size = tuple(int(n) for n in input_size)
     with torch.no_grad():
         kernel = conv.kernel_for(input_size).detach().clone()
@@ -26,12 +64,12 @@ def baked_conv(conv: FlexConv, input_size) -> nn.Module:
     padding = 0 if conv.causal else tuple(kd // 2 for kd in k)
     plain = _CONV_CLASSES[conv.data_dim](conv.in_channels, conv.out_channels, k, padding=padding,
                                          bias=conv.bias is not None, device=kernel.device, dtype=kernel.dtype)
+    plain.baked_input_size = input_size
+    plain.causal_padding = k[0] - 1 if conv.causal else 0
     with torch.no_grad():
         plain.weight.copy_(kernel)
         if conv.bias is not None:
             plain.bias.copy_(conv.bias)
-    if conv.causal:
-        return nn.Sequential(nn.ConstantPad1d((k[0] - 1, 0), 0.0), plain)
     return plain
 
 
@@ -68,6 +106,8 @@ def bake(model: nn.Module, example_input: torch.Tensor) -> nn.Module:
         parent = baked.get_submodule(parent_name) if parent_name else baked
         plain = baked_conv(conv, next(iter(sizes[name])))
         plain.train(training)
+        if not name:                                  # `model` is itself a FlexConv
+            return plain
         if isinstance(parent, (nn.Sequential, nn.ModuleList)) and attr.isdigit():
             parent[int(attr)] = plain
         else:

@@ -6,44 +6,20 @@ sizes + 1; App. A.2), cropped to where the mask exceeds `crop_threshold` (dynami
 """
 from __future__ import annotations
 
-import math
+import warnings
 
 import torch
 from torch import nn
 
-from .functional import conv_nd, fft_conv_nd, prefer_fft
+from . import checks
+from .functional import CONV_MODES, choose_fft, conv_nd, fft_conv_nd
+from .grids import GRIDS, coordinates, crop_range, grid, kernel_size_for
 from .kernelnets import build_kernel_net
 from .mask import OFFICIAL_INIT_SIGMA, PAPER_INIT_VARIANCE, GaussianMask
 
-CONV_MODES = ("auto", "spatial", "fft")
+__all__ = ["FlexConv", "CKConv", "CONV_MODES", "kernel_size_for", "grid", "crop_range"]
 
-
-def kernel_size_for(input_size: int) -> int:
-    """Kernel size that follows the input: odd sizes as they are, even sizes + 1 (App. A.2)."""
-    return input_size if input_size % 2 == 1 else input_size + 1
-
-
-def grid(size: int, device=None, dtype=None) -> torch.Tensor:
-    """`size` equidistant kernel positions over [-1, 1]."""
-    return torch.linspace(-1.0, 1.0, size, device=device, dtype=dtype)
-
-
-def crop_range(size: int, low: float, high: float, causal: bool) -> tuple[int, int]:
-    """Index range [start, stop) of the `size`-point grid over [-1, 1] kept by the crop to [low, high].
-
-    Non-causal: symmetric around the centre to the largest |root|, so the kernel stays odd and centred.
-    Causal: only the past side (x < low) is cut; position +1 (the current step) is always kept."""
-    if size == 1:
-        return 0, 1
-    step = 2.0 / (size - 1)
-    tol = 1e-6
-    if causal:
-        start = max(0, min(size - 1, math.ceil((low + 1.0) / step - tol)))
-        return start, size
-    half = max(abs(low), abs(high))
-    keep = min(size // 2, math.floor(half / step + tol))
-    centre = size // 2
-    return centre - keep, centre + keep + 1
+OFFICIAL_MU_FACTOR = 1.667  # the authors' FlexConv: MAGNet/Gabor centres μ ~ U(±1.667·σ₀) of its mask's σ₀
 
 
 class FlexConv(nn.Module):
@@ -57,53 +33,58 @@ class FlexConv(nn.Module):
         causal: causal convolution for sequences (D = 1): output t sees inputs ≤ t.
         crop_threshold: dynamic cropping keeps the part of the kernel where the mask exceeds this value
             (0.1 in the paper); None disables cropping.
-        conv_mode: "spatial", "fft", or "auto" (chosen per call from the cropped kernel and input sizes).
+        conv_mode: "spatial", "fft", "auto" (chosen per call: for 1-D and 2-D on CPU by a cost model fitted
+            there, flexlib.functional.prefer_fft; in 3-D and on a GPU by timing both paths once per shape) or
+            "benchmark" (always timed, as cudnn.benchmark; flexlib.functional.measured_fft).
         hidden_features, num_layers: kernel network size (paper: 32 and 3).
         mask: use the Gaussian mask (False gives CKConv: a global kernel).
-        mask_init: "paper" (σ² = 0.125, App. D.1) or "official" (σ = 0.075, the official code's commands).
+        mask_init: "paper" (σ² = 0.125, App. D.1; Gabor centres μ ~ U(±1)) or "official" (the authors' code:
+            σ = 0.075 and, for "magnet"/"gabor" kernel nets, μ ~ U(±1.667·σ) = U(±0.125)).
         mask_init_mean: "last" (default for causal; §4.2), "first" (§5) or "center" (default otherwise).
         rotated_mask: learn a rotation of the 2-D mask (App. D.3).
-        kernel_net_kwargs: further arguments of the kernel network (e.g. init="fathony", omega_0=...).
-        cache_kernel: in eval mode without autograd, reuse the sampled kernel while the parameters, the input
-            size, `sampling_rate_norm` and `crop_threshold` are unchanged (see `_cache_key`).
+        grid: "paper" (App. A.2: an even input of n samples gets an (n + 1)-point kernel) or "official" (the
+            authors' `horizon="same"`: a causal kernel has n points; see flexlib.grids.kernel_size_for).
+        kernel_net_kwargs: further arguments of the kernel network (e.g. init="fathony", omega_0=..., mu_range=...).
 
     `sampling_rate_norm` multiplies the kernel: (r₁/r₂)^D after resolution transfer (eq. 9, see
-    flexlib.resolution). `last_kernel_size` is the uncropped kernel size of the latest forward pass: the k of
-    f_Nyq(k) (eq. 24).
+    flexlib.resolution); it is saved in the state dict. `last_kernel_size` is the uncropped kernel size of the
+    latest forward pass: the k of f_Nyq(k) (eq. 24). Every forward samples the kernel from the current
+    parameters; `freeze()` reuses kernels for inference, `flexlib.bake` turns the layer into a plain nn.ConvNd.
     """
 
     def __init__(self, in_channels: int, out_channels: int, data_dim: int, kernel_net="magnet", causal: bool = False,
                  crop_threshold: float | None = 0.1, conv_mode: str = "auto", hidden_features: int = 32,
                  num_layers: int = 3, mask: bool = True, bias: bool = True, mask_init: str = "paper",
                  mask_init_mean=None, rotated_mask: bool = False, kernel_net_kwargs: dict | None = None,
-                 cache_kernel: bool = True):
+                 cache_kernel: bool | None = None, grid: str = "paper"):
         super().__init__()
         name = type(self).__name__
-        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name}: {arg} must be a positive integer, got {value!r}")
-        if data_dim not in (1, 2, 3):
-            raise ValueError(f"{name}: data_dim must be 1, 2 or 3, got {data_dim!r}")
+        self.in_channels = checks.positive_int(name, "in_channels", in_channels)
+        self.out_channels = checks.positive_int(name, "out_channels", out_channels)
+        checks.one_of(name, "data_dim", data_dim, (1, 2, 3))
+        checks.one_of(name, "causal", causal, (False, True))
         if causal and data_dim != 1:
             raise ValueError(f"{name}: causal=True is for sequences (data_dim=1), got data_dim={data_dim}")
-        if conv_mode not in CONV_MODES:
-            raise ValueError(f"{name}: conv_mode must be one of {CONV_MODES}, got {conv_mode!r}")
-        if crop_threshold is not None and not 0.0 < crop_threshold < 1.0:
-            raise ValueError(f"{name}: crop_threshold must lie in (0, 1) or be None, got {crop_threshold!r}")
-        if mask_init not in ("paper", "official"):
-            raise ValueError(f"{name}: mask_init must be 'paper' or 'official', got {mask_init!r}")
-        self.in_channels = in_channels
-        self.out_channels = out_channels
+        checks.one_of(name, "mask_init", mask_init, ("paper", "official"))
+        checks.one_of(name, "grid", grid, GRIDS)
+        if cache_kernel is not None:
+            warnings.warn(f"{name}(cache_kernel=...) has no effect: every forward samples the kernel from the "
+                          f"current parameters; call .freeze() to reuse kernels for inference", DeprecationWarning,
+                          stacklevel=2)
         self.data_dim = data_dim
         self.causal = causal
         self.crop_threshold = crop_threshold
         self.conv_mode = conv_mode
+        self.grid = grid
         if isinstance(kernel_net, nn.Module):
+            _check_custom_kernel_net(name, kernel_net, data_dim, out_channels * in_channels)
             self.kernel_net = kernel_net
         else:
+            kwargs = dict(kernel_net_kwargs or {})
+            if mask and mask_init == "official" and kernel_net in ("magnet", "gabor"):
+                kwargs.setdefault("mu_range", OFFICIAL_MU_FACTOR * OFFICIAL_INIT_SIGMA)
             self.kernel_net = build_kernel_net(kernel_net, data_dim, out_channels * in_channels,
-                                               hidden_features=hidden_features, num_layers=num_layers,
-                                               **(kernel_net_kwargs or {}))
+                                               hidden_features=hidden_features, num_layers=num_layers, **kwargs)
         if mask:
             init_mean = mask_init_mean or ("last" if causal else "center")
             sigma_kw = {"init_sigma": OFFICIAL_INIT_SIGMA} if mask_init == "official" else \
@@ -115,50 +96,131 @@ class FlexConv(nn.Module):
         self.sampling_rate_norm = 1.0
         self.last_kernel_size: tuple[int, ...] | None = None
         self.last_conv_mode: str | None = None
-        self.cache_kernel = cache_kernel
-        self._kernel_cache: tuple | None = None
+        self._frozen: dict | None = None
+        self._pending: tuple | None = None
+        self.register_load_state_dict_pre_hook(_keep_sampling_rate_norm_if_absent)
+
+    # -- checked settings ----------------------------------------------------------------------------------
+    @property
+    def crop_threshold(self) -> float | None:
+        return self._crop_threshold
+
+    @crop_threshold.setter
+    def crop_threshold(self, value) -> None:
+        if value is not None:
+            value = checks.real(type(self).__name__, "crop_threshold", value, low=0.0, high=1.0,
+                                allowed="lie in (0, 1) or be None")
+        self._crop_threshold = value
+
+    @property
+    def conv_mode(self) -> str:
+        return self._conv_mode
+
+    @conv_mode.setter
+    def conv_mode(self, value) -> None:
+        checks.one_of(type(self).__name__, "conv_mode", value, CONV_MODES)
+        self._conv_mode = value
+
+    def get_extra_state(self) -> dict:
+        return {"sampling_rate_norm": float(self.sampling_rate_norm)}
+
+    def set_extra_state(self, state) -> None:
+        value = state.get("sampling_rate_norm") if isinstance(state, dict) else None
+        self.sampling_rate_norm = checks.real(f"{type(self).__name__}.load_state_dict", "sampling_rate_norm",
+                                              value, low=0.0)
 
     # -- kernel --------------------------------------------------------------------------------------------
-    def _kernel_on(self, axes: list[torch.Tensor]) -> torch.Tensor:
-        """ψ on the product grid of the 1-D positions `axes`: (out, in, *len(axes))."""
-        mesh = torch.meshgrid(*axes, indexing="ij")
-        coords = torch.stack([m.reshape(-1) for m in mesh], dim=-1)
-        values = self.kernel_net(coords)
-        if self.mask is not None:
-            values = values * self.mask(coords).unsqueeze(-1)
-        size = [len(a) for a in axes]
-        values = values.reshape(*size, self.out_channels, self.in_channels)
-        return values.movedim((-2, -1), (0, 1))
+    def full_kernel_size(self, input_size) -> tuple[int, ...]:
+        """The uncropped kernel size for an input of spatial size `input_size` (see `grid`)."""
+        return tuple(kernel_size_for(int(n), self.grid, self.causal) for n in input_size)
+
+    def crop_ranges(self, kernel_size, support=None) -> list[tuple[int, int]]:
+        """[start, stop) per dim of the grid of `kernel_size` kept by dynamic cropping. `support`: the mask's
+        (low, high) as lists, if already read from the device (flexlib.batched reads all layers' at once)."""
+        if self.mask is None or self.crop_threshold is None:
+            return [(0, k) for k in kernel_size]
+        if support is None:
+            support = torch.stack(self.mask.support(self.crop_threshold)).tolist()
+        return [crop_range(k, lo, hi, self.causal) for k, lo, hi in zip(kernel_size, *support)]
 
     def crop_axes(self, kernel_size, device=None, dtype=None) -> list[torch.Tensor]:
         """The kernel positions kept by dynamic cropping for an uncropped `kernel_size` (one tensor per dim)."""
-        axes = [grid(k, device, dtype) for k in kernel_size]
-        if self.mask is None or self.crop_threshold is None:
-            return axes
-        low, high = self.mask.support(self.crop_threshold)
-        kept = []
-        for axis, k, lo, hi in zip(axes, kernel_size, low.tolist(), high.tolist()):
-            start, stop = crop_range(k, lo, hi, self.causal)
-            kept.append(axis[start:stop])
-        return kept
+        return [grid(k, device, dtype)[a:b] for k, (a, b) in zip(kernel_size, self.crop_ranges(kernel_size))]
+
+    def kernel_at(self, coords: torch.Tensor, size) -> torch.Tensor:
+        """ψ at the points `coords` (N, D) of a product grid of `size` points per dim: (out, in, *size)."""
+        values = self.kernel_net(coords)
+        width = self.out_channels * self.in_channels
+        if values.dim() != 2 or values.shape[-1] != width:
+            raise ValueError(f"{type(self).__name__}: the kernel net must map (N, {self.data_dim}) coordinates to "
+                             f"(N, out_channels·in_channels) = (N, {width}), got {tuple(values.shape)}")
+        if self.mask is not None:
+            values = values * self.mask(coords).unsqueeze(-1)
+        values = values.reshape(*size, self.out_channels, self.in_channels)
+        return values.movedim((-2, -1), (0, 1))
 
     def sample_kernel(self, size) -> torch.Tensor:
         """The masked kernel (out, in, *size) on `size` points per dim over [-1, 1]^D, uncropped and without the
         resolution factor."""
         size = (size,) * self.data_dim if isinstance(size, int) else tuple(size)
-        if len(size) != self.data_dim or any(s < 1 for s in size):
+        if len(size) != self.data_dim or any(not isinstance(s, int) or s < 1 for s in size):
             raise ValueError(f"{type(self).__name__}.sample_kernel: size must be {self.data_dim} positive ints, "
                              f"got {size}")
-        p = next(self.kernel_net.parameters())
-        return self._kernel_on([grid(s, p.device, p.dtype) for s in size])
+        device, dtype = self._device_dtype()
+        return self.kernel_at(coordinates(size, [(0, s) for s in size], device, dtype), size)
 
     def kernel_for(self, input_size) -> torch.Tensor:
         """The cropped kernel used on an input of spatial size `input_size`, resolution factor included."""
-        kernel_size = tuple(kernel_size_for(n) for n in input_size)
-        p = next(self.kernel_net.parameters())
-        kernel = self._kernel_on(self.crop_axes(kernel_size, p.device, p.dtype))
-        self.last_kernel_size = kernel_size
+        full = self.full_kernel_size(input_size)
+        ranges = self.crop_ranges(full)
+        device, dtype = self._device_dtype()
+        kernel = self.kernel_at(coordinates(full, ranges, device, dtype), [b - a for a, b in ranges])
+        self.last_kernel_size = full
         return kernel * self.sampling_rate_norm if self.sampling_rate_norm != 1.0 else kernel
+
+    def _device_dtype(self):
+        p = next(self.parameters(), None)
+        return (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.get_default_dtype())
+
+    # -- kernel reuse --------------------------------------------------------------------------------------
+    def freeze(self) -> "FlexConv":
+        """Reuse kernels: from now on the kernel for each input size is sampled once (without autograd) and
+        reused in every forward, whatever the mode, until `unfreeze()`. For inference on fixed parameters:
+        later changes to the parameters, `crop_threshold`, `causal`, `grid` or `sampling_rate_norm` are not seen
+        (`flexlib.bake` gives the same as a plain nn.ConvNd)."""
+        self._frozen = {}
+        return self
+
+    def unfreeze(self) -> "FlexConv":
+        """Back to sampling the kernel from the current parameters in every forward."""
+        self._frozen = None
+        return self
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen is not None
+
+    def use_kernel_once(self, input_size, kernel: torch.Tensor, kernel_size) -> None:
+        """Hand a kernel computed elsewhere (flexlib.batched) to this layer's next forward on `input_size`."""
+        self._pending = (tuple(input_size), kernel, tuple(kernel_size))
+
+    def _kernel(self, input_size: tuple) -> torch.Tensor:
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] == input_size:
+            self.last_kernel_size = pending[2]
+            return pending[1]
+        if self._frozen is None:
+            return self.kernel_for(input_size)
+        if input_size not in self._frozen:
+            with torch.no_grad():
+                self._frozen[input_size] = (self.kernel_for(input_size).contiguous(), self.last_kernel_size)
+        kernel, self.last_kernel_size = self._frozen[input_size]
+        return kernel
+
+    def _apply(self, fn, *args, **kwargs):
+        if getattr(self, "_frozen", None):  # .to(), .double(), ...: frozen kernels are sampled again there
+            self._frozen = {}
+        return super()._apply(fn, *args, **kwargs)
 
     # -- forward -------------------------------------------------------------------------------------------
     def _check_input(self, x) -> None:
@@ -176,38 +238,18 @@ class FlexConv(nn.Module):
         if any(n == 0 for n in x.shape[2:]) or x.shape[0] == 0:
             raise ValueError(f"{name}: empty input, shape {tuple(x.shape)}")
 
-    def _cache_key(self, input_size) -> tuple:
-        """Everything the kernel depends on. A parameter's `_version` counts its in-place updates (optimizer
-        steps, load_state_dict, fill_); its storage pointer changes when it is replaced or moved (.to, .data=)."""
-        params = tuple((id(p), p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
-        return tuple(input_size), self.sampling_rate_norm, self.crop_threshold, params
-
-    def _kernel(self, input_size) -> torch.Tensor:
-        if not self.cache_kernel or self.training or torch.is_grad_enabled():
-            self._kernel_cache = None
-            return self.kernel_for(input_size)
-        key = self._cache_key(input_size)
-        if self._kernel_cache is not None and self._kernel_cache[0] == key:
-            _, kernel, self.last_kernel_size = self._kernel_cache
-            return kernel
-        kernel = self.kernel_for(input_size)
-        self._kernel_cache = (key, kernel, self.last_kernel_size)
-        return kernel
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
-        kernel = self._kernel(x.shape[2:])
-        use_fft = self.conv_mode == "fft" or (
-            self.conv_mode == "auto"
-            and prefer_fft(x.shape[0], self.in_channels, self.out_channels, x.shape[2:], kernel.shape[2:],
-                           self.causal))
+        kernel = self._kernel(tuple(x.shape[2:]))
+        use_fft = choose_fft(self.conv_mode, x, kernel, self.bias, self.causal)
         self.last_conv_mode = "fft" if use_fft else "spatial"
         conv = fft_conv_nd if use_fft else conv_nd
         return conv(x, kernel, self.bias, self.causal)
 
     def extra_repr(self) -> str:
+        grid = f", grid={self.grid!r}" if self.grid != "paper" else ""
         return (f"{self.in_channels}, {self.out_channels}, data_dim={self.data_dim}, causal={self.causal}, "
-                f"crop_threshold={self.crop_threshold}, conv_mode={self.conv_mode!r}")
+                f"crop_threshold={self.crop_threshold}, conv_mode={self.conv_mode!r}{grid}")
 
 
 class CKConv(FlexConv):
@@ -220,3 +262,23 @@ class CKConv(FlexConv):
                 raise TypeError(f"CKConv has no mask: argument {arg!r} is not accepted (use FlexConv)")
         super().__init__(in_channels, out_channels, data_dim, kernel_net=kernel_net, mask=False,
                          crop_threshold=None, **kwargs)
+
+
+def _check_custom_kernel_net(owner: str, net: nn.Module, data_dim: int, width: int) -> None:
+    """A custom kernel net that declares its sizes (like nn.Linear or flexlib's nets) must fit the layer; one
+    that does not is checked on its first output (FlexConv.kernel_at)."""
+    out = getattr(net, "out_features", None)
+    if isinstance(out, int) and out != width:
+        raise ValueError(f"{owner}: the kernel net must output out_channels·in_channels = {width} values per "
+                         f"position, but {type(net).__name__} has out_features={out}")
+    inp = getattr(net, "data_dim", getattr(net, "in_features", None))
+    if isinstance(inp, int) and inp != data_dim:
+        raise ValueError(f"{owner}: the kernel net must take {data_dim}-D coordinates (data_dim={data_dim}), but "
+                         f"{type(net).__name__} takes {inp}")
+
+
+def _keep_sampling_rate_norm_if_absent(module, state_dict, prefix, *args) -> None:
+    """State dicts saved before sampling_rate_norm was stored load as before: the layer keeps its value."""
+    key = prefix + "_extra_state"
+    if key not in state_dict:
+        state_dict[key] = module.get_extra_state()

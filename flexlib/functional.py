@@ -2,20 +2,22 @@
 from __future__ import annotations
 
 import math
+import statistics
+import time
 
 import torch
 import torch.nn.functional as F
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
-# FFT flops count for this many direct-convolution flops, per data_dim D. Fitted on CPU (2 threads, torch 2.14.1,
-# oneDNN) by benchmarks/bench_fft_vs_spatial.py: 1-D needs < 1.9 (k = 17 at L = 1024 is 2x faster by FFT) and
-# > 1.0 (k = 9); 2-D needs > 2.6 (k = 9 at 64x64 is faster spatially) and < 4.5 (k = 17). D = 3 is unmeasured.
-FFT_COST_FACTOR = {1: 1.5, 2: 3.5, 3: 3.5}
-# Below this many direct multiply-adds the FFT path's fixed cost (5 transforms and reshapes: ~30-80 ms per
-# training step at the sweep's sizes, nearly independent of k) always loses: 1-D k = 9 at 19M MACs is 3x
-# faster spatially. It also keeps short sequences on the exact (causal to the last bit) spatial path.
-FFT_MIN_MACS = 2e7
+# Seconds per unit of each term of `path_terms` for a training step (forward + backward), fitted to the measured
+# FFT/spatial time ratios of a sweep of shapes (benchmarks/bench_path_choice.py --fit: robust least squares on
+# log ratios, which the load of a shared machine does not bias; CPU, 1 thread, torch 2.14.1, oneDNN and
+# pocketfft; results/benchmarks/path_choice_fit.json), the contraction held to at least the cost of the 2-D direct
+# multiply-adds it replaces. Ratios fix them up to one common scale, set so that the predicted spatial 2-D times
+# match the measured ones.
+SPATIAL_COEF = (1.256e-11, 3.063e-11, 4.241e-12, 6.289e-10, 2.033e-09, 4.646e-4)
+FFT_COEF = (1.421e-09, 1.258e-09, 6.126e-11, 9.191e-20, 2.218e-17, 1.021e-3)
 
 
 def conv_nd(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool) -> torch.Tensor:
@@ -49,11 +51,21 @@ def fft_lengths(input_size, kernel_size, causal: bool) -> list[int]:
     return [fft_size(nd + (kd - 1 if causal else kd // 2)) for nd, kd in zip(input_size, kernel_size)]
 
 
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
 def fft_conv_nd(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool) -> torch.Tensor:
     """The same operation as `conv_nd`, computed with real FFTs: a circular cross-correlation over
-    `fft_lengths` points per dim with the kernel rolled so that its centre (causal: its last element) sits at
-    index 0 (a kernel longer than L loses only taps that never meet the input), the channel contraction done per
-    frequency as one real batched matmul (`contract_channels`), and the first n outputs kept."""
+    `fft_lengths` points per dim, the first n outputs kept. The kernel's reach h (its centre, causal: its last
+    element) is aligned by shifting the smaller operand: with B ≤ C_out the input is padded by h on the left,
+    otherwise the kernel is rolled by -h (a kernel longer than L losing only taps that never meet the input).
+    The channels are contracted per frequency as one real batched matmul (`contract_channels`). Half and
+    bfloat16 operands (e.g. under autocast) are transformed in float32, which FFTs need, and the result is
+    returned in the input's dtype, as the spatial path under autocast returns it."""
+    if x.dtype in _LOW_PRECISION or kernel.dtype in _LOW_PRECISION:
+        with torch.autocast(x.device.type, enabled=False):
+            y = fft_conv_nd(x.float(), kernel.float(), None if bias is None else bias.float(), causal)
+        return y.to(x.dtype) if x.dtype in _LOW_PRECISION else y
     dims = kernel.dim() - 2
     n = x.shape[2:]
     k = kernel.shape[2:]
@@ -61,12 +73,18 @@ def fft_conv_nd(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None
     axes = tuple(range(-dims, 0))
     reach = [kd - 1 if causal else kd // 2 for kd in k]
     pad = []
-    for kd, ld in zip(reversed(k), reversed(lengths)):
-        pad += [0, ld - kd]
-    kernel = torch.roll(F.pad(kernel, pad), [-r for r in reach], dims=axes)
+    shift_input = x.shape[0] <= kernel.shape[0]
+    if shift_input:
+        for r in reversed(reach):
+            pad += [r, 0]
+        x = F.pad(x, pad)
+    else:
+        for kd, ld in zip(reversed(k), reversed(lengths)):
+            pad += [0, ld - kd]
+        kernel = torch.roll(F.pad(kernel, pad), [-r for r in reach], dims=axes)
     x_f = torch.fft.rfftn(x, s=lengths, dim=axes)
     k_f = torch.fft.rfftn(kernel, s=lengths, dim=axes)
-    y_f = contract_channels(x_f, k_f)
+    y_f = contract_channels(x_f, k_f, block_of_input=shift_input)
     y = torch.fft.irfftn(y_f, s=lengths, dim=axes)
     y = y[(..., *[slice(0, nd) for nd in n])]
     if bias is not None:
@@ -74,29 +92,118 @@ def fft_conv_nd(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None
     return y
 
 
-def contract_channels(x_f: torch.Tensor, k_f: torch.Tensor) -> torch.Tensor:
+def contract_channels(x_f: torch.Tensor, k_f: torch.Tensor, block_of_input: bool = False) -> torch.Tensor:
     """Y[b, o, f] = Σ_i X[b, i, f] · conj(K[o, i, f]) (cross-correlation), as one real batched matmul over the
-    frequencies: [Xr Xi] @ [[Kr, -Ki], [Ki, Kr]] = [Yr Yi]. On CPU, torch's complex einsum/bmm runs one copy and
-    one small product per frequency; this made the whole FFT convolution 1.6-6x faster (bench_fft_vs_spatial)."""
+    frequencies, with the 2×2 real block built from the smaller operand:
+    [Xr Xi] @ [[Kr, -Ki], [Ki, Kr]] = [Yr Yi], or [[Xr, Xi], [Xi, -Xr]] @ [Kr; Ki] = [Yr; Yi] (block_of_input).
+    On CPU, torch's complex einsum/bmm runs one copy and one small product per frequency; the real block made the
+    whole FFT convolution 1.6-6x faster, and building it from the input when B ≤ C_out another 1.2-1.5x."""
     b, c_in, *spectrum = x_f.shape
     c_out = k_f.shape[0]
-    x = torch.view_as_real(x_f.reshape(b, c_in, -1)).permute(2, 0, 3, 1).reshape(-1, b, 2 * c_in)
-    k = torch.view_as_real(k_f.reshape(c_out, c_in, -1)).permute(2, 1, 0, 3)  # (F, C_in, C_out, 2)
-    kr, ki = k[..., 0], k[..., 1]
-    block = torch.cat([torch.cat([kr, -ki], dim=2), torch.cat([ki, kr], dim=2)], dim=1)  # (F, 2C_in, 2C_out)
-    y = torch.bmm(x, block).reshape(-1, b, 2, c_out).permute(1, 3, 0, 2).contiguous()
-    return torch.view_as_complex(y).reshape(b, c_out, *spectrum)
+    x = torch.view_as_real(x_f.reshape(b, c_in, -1)).permute(2, 0, 3, 1)               # (F, B, 2, C_in)
+    if block_of_input:
+        swapped = torch.stack([x[:, :, 1], -x[:, :, 0]], dim=2)                         # [Xi, -Xr]
+        data = torch.cat([x, swapped], dim=1).reshape(x.shape[0], 2 * b, 2 * c_in)
+        k = torch.view_as_real(k_f.reshape(c_out, c_in, -1)).permute(2, 3, 1, 0).reshape(-1, 2 * c_in, c_out)
+        y = torch.bmm(data, k).view(-1, 2, b, c_out).permute(2, 3, 0, 1)
+    else:
+        k = torch.view_as_real(k_f.reshape(c_out, c_in, -1)).permute(2, 1, 0, 3)     # (F, C_in, C_out, 2)
+        kr, ki = k[..., 0], k[..., 1]
+        block = torch.cat([torch.cat([kr, -ki], dim=2), torch.cat([ki, kr], dim=2)], dim=1)  # (F, 2C_in, 2C_out)
+        y = torch.bmm(x.reshape(-1, b, 2 * c_in), block).view(-1, b, 2, c_out).permute(1, 3, 0, 2)
+    return torch.view_as_complex(y.contiguous()).reshape(b, c_out, *spectrum)
+
+
+CONV_MODES = ("auto", "spatial", "fft", "benchmark")
+
+
+def choose_fft(mode: str, x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool) -> bool:
+    """Whether a FlexConv in `mode` convolves x with kernel through the FFT. "benchmark": the measured choice
+    (`measured_fft`). "auto": for 1-D and 2-D on CPU, where it was fitted and validated, the cost model
+    (`prefer_fft`: deterministic, free); for 3-D (few shapes in its fit: it misjudges 3-D FFTs at 16-32 channels
+    by up to 2.5×) and on other devices (no model fitted there), the measured choice. Under torch.compile, which
+    cannot time, always the cost model."""
+    if mode == "spatial":
+        return False
+    if mode == "fft":
+        return True
+    b, c_in, *n = x.shape
+    measure = mode == "benchmark" or x.device.type != "cpu" or len(n) == 3
+    if measure and not torch.compiler.is_compiling():
+        return measured_fft(x, kernel, bias, causal)
+    return prefer_fft(b, c_in, kernel.shape[0], n, kernel.shape[2:], causal)
+
+
+def path_terms(batch: int, in_channels: int, out_channels: int, input_size, kernel_size,
+               causal: bool = False) -> dict[str, list[float]]:
+    """The terms of each path's cost. Spatial: the direct multiply-adds B·C_in·C_out·Πn·Πk (one term per D, as
+    oneDNN's efficiency differs by D), the per-tap traffic B·(C_in + C_out)·Πn·Πk (small channel counts run below
+    peak), B·C_out·Πn·Πk for 1-D (whose long-kernel backward runs further below), and a constant. FFT, over
+    M = ΠL points (`fft_lengths`): the transforms of the B·(C_in + C_out) signals and of the C_in·C_out kernels
+    (∝ M·log₂M each), the channel contraction B·C_in·C_out·M, the kernel spectra's and the signals' copies
+    (C_in·C_out·M and B·(C_in + C_out)·M), and a constant."""
+    dims = len(kernel_size)
+    n, k = math.prod(input_size), math.prod(kernel_size)
+    m = math.prod(fft_lengths(input_size, kernel_size, causal))
+    log_m = max(math.log2(m), 1.0)
+    macs = batch * in_channels * out_channels * n * k
+    signals, kernels = batch * (in_channels + out_channels), in_channels * out_channels
+    return {"spatial": [macs * (dims == 1), macs * (dims == 2), macs * (dims == 3), signals * n * k,
+                        batch * out_channels * n * k * (dims == 1), 1.0],
+            "fft": [signals * m * log_m, kernels * m * log_m, batch * kernels * m, kernels * m, signals * m, 1.0]}
+
+
+def path_costs(batch: int, in_channels: int, out_channels: int, input_size, kernel_size,
+               causal: bool = False) -> tuple[float, float]:
+    """Predicted seconds of a training step of (spatial, FFT): `path_terms` · SPATIAL_COEF, FFT_COEF."""
+    terms = path_terms(batch, in_channels, out_channels, input_size, kernel_size, causal)
+    return (sum(a * t for a, t in zip(SPATIAL_COEF, terms["spatial"])),
+            sum(a * t for a, t in zip(FFT_COEF, terms["fft"])))
 
 
 def prefer_fft(batch: int, in_channels: int, out_channels: int, input_size, kernel_size, causal: bool = False) -> bool:
-    """Cost model for the automatic choice. Direct convolution: B·C_in·C_out·Πn·Πk multiply-adds. FFT path:
-    transforms of the B·C_in inputs, B·C_out outputs and C_in·C_out kernels over M = ΠL points (`fft_lengths`;
-    ~2.5·M·log₂M each), plus the complex channel contraction over the M/2 half-spectrum (4 real multiply-adds
-    each); weighted by FFT_COST_FACTOR[D], fitted to measured times (see there); never below FFT_MIN_MACS."""
-    n = math.prod(input_size)
-    k = math.prod(kernel_size)
-    m = math.prod(fft_lengths(input_size, kernel_size, causal))
-    spatial = batch * in_channels * out_channels * n * k
-    transforms = 2.5 * (batch * (in_channels + out_channels) + in_channels * out_channels) * m * max(math.log2(m), 1.0)
-    contraction = 2.0 * batch * in_channels * out_channels * m
-    return spatial > FFT_MIN_MACS and FFT_COST_FACTOR[len(kernel_size)] * (transforms + contraction) < spatial
+    """The cost model of conv_mode="auto": FFT when its predicted time (`path_costs`) is the smaller."""
+    spatial, fft = path_costs(batch, in_channels, out_channels, input_size, kernel_size, causal)
+    return fft < spatial
+
+
+_MEASURED: dict[tuple, bool] = {}
+
+
+def measured_fft(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool,
+                 repeats: int = 3) -> bool:
+    """The measured choice, as cudnn.benchmark makes it: the first call with a new signature (device, dtype,
+    shapes, causal, whether autograd will run) times both paths on detached copies (forward, and backward when
+    autograd will run; median of `repeats` after a warm-up) and keeps the faster for that signature."""
+    grad = torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)
+    key = (x.device, x.dtype, tuple(x.shape), tuple(kernel.shape), bias is not None, causal, grad,
+           torch.is_autocast_enabled(x.device.type))
+    if key not in _MEASURED:
+        xs = x.detach().requires_grad_(grad and x.requires_grad)
+        ks = kernel.detach().requires_grad_(grad)
+        bs = None if bias is None else bias.detach()
+
+        def run(conv) -> float:
+            _sync(x.device)
+            start = time.perf_counter()
+            with torch.set_grad_enabled(grad):
+                y = conv(xs, ks, bs, causal)
+                if grad:
+                    y.sum().backward()
+            _sync(x.device)
+            ks.grad = xs.grad = None
+            return time.perf_counter() - start
+
+        times = {conv: [] for conv in (conv_nd, fft_conv_nd)}
+        for i in range(repeats + 1):
+            for conv in times:
+                t = run(conv)
+                if i:
+                    times[conv].append(t)
+        _MEASURED[key] = statistics.median(times[fft_conv_nd]) < statistics.median(times[conv_nd])
+    return _MEASURED[key]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

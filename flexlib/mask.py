@@ -12,6 +12,8 @@ import math
 import torch
 from torch import nn
 
+from . import checks
+
 EPS = 1e-8
 
 PAPER_INIT_VARIANCE = 0.125  # App. D.1: σ_X², σ_Y² = 0.125
@@ -38,6 +40,19 @@ def threshold_radius(threshold: float) -> float:
     return math.sqrt(-2.0 * math.log(threshold))
 
 
+def support_box(mean: torch.Tensor, sigma: torch.Tensor, radius: float,
+                theta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """[low, high] per dim where eq. 1 is ≥ the threshold of `radius` = sqrt(-2 ln t) (the axis-aligned box
+    around the ellipse for a 2-D mask rotated by θ), clipped to [-1, 1]. Batched: mean, sigma (..., D), theta
+    (...)."""
+    half = sigma.abs() * radius
+    if theta is not None:
+        c, s = torch.cos(theta).abs().unsqueeze(-1), torch.sin(theta).abs().unsqueeze(-1)
+        h0, h1 = half[..., :1], half[..., 1:]
+        half = torch.cat([torch.hypot(h0 * c, h1 * s), torch.hypot(h0 * s, h1 * c)], dim=-1)
+    return (mean - half).clamp(-1.0, 1.0), (mean + half).clamp(-1.0, 1.0)
+
+
 class GaussianMask(nn.Module):
     """Learnable anisotropic Gaussian mask w_gauss (eq. 1) over coordinates in [-1, 1]^D.
 
@@ -55,13 +70,13 @@ class GaussianMask(nn.Module):
     def __init__(self, data_dim: int, init_variance: float = PAPER_INIT_VARIANCE, init_sigma: float | None = None,
                  init_mean="center", rotated: bool = False):
         super().__init__()
-        if data_dim not in (1, 2, 3):
-            raise ValueError(f"GaussianMask: data_dim must be 1, 2 or 3, got {data_dim!r}")
+        checks.one_of("GaussianMask", "data_dim", data_dim, (1, 2, 3))
         if rotated and data_dim != 2:
             raise ValueError(f"GaussianMask: rotated=True needs data_dim=2, got data_dim={data_dim}")
-        sigma0 = init_sigma if init_sigma is not None else math.sqrt(init_variance)
-        if not sigma0 > 0:
-            raise ValueError(f"GaussianMask: the initial sigma must be positive, got {sigma0!r}")
+        if init_sigma is not None:
+            sigma0 = checks.real("GaussianMask", "init_sigma", init_sigma, low=0.0)
+        else:
+            sigma0 = math.sqrt(checks.real("GaussianMask", "init_variance", init_variance, low=0.0))
         self.data_dim = data_dim
         self.mean_param = nn.Parameter(_initial_mean(init_mean, data_dim))
         self.sigma_param = nn.Parameter(torch.full((data_dim,), float(sigma0)))
@@ -76,8 +91,7 @@ class GaussianMask(nn.Module):
         return self.sigma_param.abs()
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        if coords.dim() != 2 or coords.shape[-1] != self.data_dim:
-            raise ValueError(f"GaussianMask: coords must have shape (N, {self.data_dim}), got {tuple(coords.shape)}")
+        checks.coordinates("GaussianMask", coords, self.data_dim)
         if self.theta is not None:
             coords = rotate(coords, self.theta, self.mean_param)
         return gaussian_mask(coords, self.mean_param, self.sigma_param)
@@ -86,13 +100,7 @@ class GaussianMask(nn.Module):
     def support(self, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-dimension interval [low, high] where the mask is ≥ `threshold` (the axis-aligned box around the
         ellipse for a rotated mask), clipped to [-1, 1]."""
-        half = self.sigma * threshold_radius(threshold)
-        if self.theta is not None:
-            c, s = torch.cos(self.theta).abs(), torch.sin(self.theta).abs()
-            half = torch.stack([torch.hypot(half[0] * c, half[1] * s), torch.hypot(half[0] * s, half[1] * c)])
-        low = (self.mean - half).clamp(-1.0, 1.0)
-        high = (self.mean + half).clamp(-1.0, 1.0)
-        return low, high
+        return support_box(self.mean_param, self.sigma_param, threshold_radius(threshold), self.theta)
 
     def extra_repr(self) -> str:
         mu = [round(v, 4) for v in self.mean.tolist()]

@@ -4,14 +4,22 @@ A FlexConv's kernel size follows its input, so at a new resolution the continuou
 on the denser grid; what remains is the factor (r₁/r₂)^D that keeps the response's scale."""
 from __future__ import annotations
 
+import math
+import numbers
+
 from torch import nn
 
 
 def _as_tuple(res, dims: int, name: str) -> tuple[float, ...]:
-    res = (res,) * dims if isinstance(res, (int, float)) else tuple(res)
-    if len(res) != dims or any(r <= 0 for r in res):
-        raise ValueError(f"retarget: {name} must be a positive number or {dims} positive numbers, got {res!r}")
-    return res
+    """A resolution: one finite positive number, or one per dim (not a string, a bool, NaN or inf)."""
+    def ok(r):
+        return isinstance(r, numbers.Real) and not isinstance(r, bool) and math.isfinite(r) and r > 0
+
+    values = (res,) * dims if ok(res) else tuple(res) if isinstance(res, (tuple, list)) else None
+    if values is None or len(values) != dims or not all(ok(r) for r in values):
+        raise ValueError(f"retarget: {name} must be a finite positive number or {dims} of them (the sampling "
+                         f"resolution, e.g. 32 for 32×32), got {res!r}")
+    return tuple(float(r) for r in values)
 
 
 def sampling_rate_factor(source_res, target_res, data_dim: int) -> float:
@@ -34,7 +42,8 @@ def retarget(model: nn.Module, source_res, target_res) -> nn.Module:
     convs = [m for m in model.modules() if isinstance(m, FlexConv)]
     if not convs:
         raise ValueError("retarget: the model has no FlexConv or CKConv layer")
-    for conv in convs:
-        conv.sampling_rate_norm *= sampling_rate_factor(source_res, target_res, conv.data_dim)
+    factors = [sampling_rate_factor(source_res, target_res, conv.data_dim) for conv in convs]  # all checked first
+    for conv, factor in zip(convs, factors):
+        conv.sampling_rate_norm *= factor
         conv.last_kernel_size = None
     return model

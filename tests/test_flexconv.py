@@ -1,4 +1,6 @@
 """FlexConv/CKConv: kernel size rule, causality, FFT = spatial, gradcheck, eq. 9, bad input."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -168,3 +170,67 @@ def test_bad_inputs_give_clear_errors():
         FlexConv(3, 4, 2, conv_mode="winograd")
     with pytest.raises(TypeError, match="CKConv has no mask"):
         CKConv(3, 4, 2, crop_threshold=0.1)
+
+
+def test_official_mask_init_draws_gabor_centres_as_the_authors_flexconv():
+    """The authors' FlexConv draws the MAGNet/Gabor centres μ ~ U(±1.667·σ₀) (ckconv/nn/ckconv.py:
+    init_spatial_value = 1.667 · mask_init_value; ck/magnet.py: μ = init_spatial_value · U(-1, 1)), = U(±0.125) for
+    σ₀ = 0.075. The paper variant, CKConv and an explicit mu_range keep theirs."""
+    bound = 1.667 * 0.075
+
+    def centres(conv):
+        return torch.cat([f.mu.flatten() for f in conv.kernel_net.filters]).abs()
+
+    for net in ("magnet", "gabor"):
+        mu = centres(FlexConv(8, 8, 2, kernel_net=net, mask_init="official"))
+        assert mu.max() <= bound and mu.max() > 0.9 * bound
+    assert centres(FlexConv(8, 8, 2)).max() > 0.9 and centres(CKConv(8, 8, 2)).max() > 0.9
+    explicit = FlexConv(8, 8, 2, mask_init="official", kernel_net_kwargs={"mu_range": 0.5})
+    assert 0.45 < centres(explicit).max() <= 0.5
+
+
+def _authors_causal_flexconv(conv, x):
+    """The authors' causal FlexConv with horizon="same", written from their code (ckconv/nn/ckconv.py,
+    ckconv/nn/functional/causal_conv.py): L = len(x) positions over [-1, 1]; if the mask's lower root
+    μ - σ·sqrt(-2 ln t) lies in (-1, 1), keep the positions above it; kernel = MLP(positions) · exp(-½((x-μ)/σ)²);
+    an even kernel gets one zero tap in front; the input is padded by K - 1 on the left."""
+    import torch.nn.functional as F
+    pos = torch.linspace(-1, 1, x.shape[-1], dtype=x.dtype)
+    mean, sigma = conv.mask.mean_param[0], conv.mask.sigma_param[0]
+    aux = sigma * math.sqrt(-2 * math.log(conv.crop_threshold))
+    root = min(mean - aux, mean + aux)
+    if abs(root) < 1.0:
+        pos = pos[torch.nonzero(root < pos)[0]:]
+    kernel = conv.kernel_net(pos[:, None]).T.reshape(conv.out_channels, conv.in_channels, -1)
+    kernel = kernel * torch.exp(-0.5 * ((pos - mean) / sigma) ** 2)
+    if kernel.shape[-1] % 2 == 0:
+        kernel = F.pad(kernel, [1, 0])
+    return F.conv1d(F.pad(x, [kernel.shape[-1] - 1, 0]), kernel, conv.bias)
+
+
+@pytest.mark.parametrize("length", [50, 51])
+@pytest.mark.parametrize("sigma", [0.3, 1.0])
+def test_official_grid_reproduces_the_authors_causal_construction(monkeypatch, length, sigma):
+    import flexlib.mask
+    monkeypatch.setattr(flexlib.mask, "EPS", 0.0)   # the authors' mask has no ε (see flexlib.mask)
+    torch.manual_seed(0)
+    conv = FlexConv(2, 3, 1, causal=True, grid="official").double()
+    with torch.no_grad():
+        conv.mask.sigma_param.fill_(sigma)
+        conv.bias.normal_()
+    x = torch.randn(2, 2, length, dtype=torch.float64)
+    y = conv(x)
+    assert conv.last_kernel_size == (length,)
+    torch.testing.assert_close(y, _authors_causal_flexconv(conv, x), atol=1e-12, rtol=1e-10)
+    paper = FlexConv(2, 3, 1, causal=True).double()
+    paper.load_state_dict(conv.state_dict())
+    same = torch.allclose(paper(x), y, atol=1e-9)
+    assert same == (length % 2 == 1)                 # the grids differ only on even lengths (App. A.2: L + 1)
+
+
+def test_official_grid_reaches_the_models_through_conv_config():
+    from flexlib.models import create
+    model = create("flextcn-2", 1, 10, grid="official")
+    model(torch.randn(2, 1, 50))
+    sizes = {m.last_kernel_size for m in model.modules() if isinstance(m, FlexConv)}
+    assert sizes == {(50,)}

@@ -22,17 +22,19 @@ def direct_correlation_1d(x, w, causal):
     return y
 
 
+@pytest.mark.parametrize("batch", [2, 6])
 @pytest.mark.parametrize("n, k, causal", [(20, 5, False), (20, 20, True), (21, 41, False), (7, 1, True), (16, 33, False)])
-def test_fft_conv_1d_matches_a_direct_sum(n, k, causal):
-    x = np.random.default_rng(0).standard_normal((2, 3, n))
+def test_fft_conv_1d_matches_a_direct_sum(n, k, causal, batch):
+    x = np.random.default_rng(0).standard_normal((batch, 3, n))
     w = np.random.default_rng(1).standard_normal((4, 3, k))
     y = fft_conv_nd(torch.from_numpy(x), torch.from_numpy(w), None, causal)
     np.testing.assert_allclose(y.numpy(), direct_correlation_1d(x, w, causal), atol=1e-10)
 
 
+@pytest.mark.parametrize("batch", [2, 6])  # B ≤ C_out shifts the input, B > C_out the kernel
 @pytest.mark.parametrize("n, k", [((12, 9), (7, 3)), ((8, 8), (17, 17)), ((5, 6, 7), (3, 5, 7))])
-def test_fft_conv_nd_matches_spatial_with_gradients(n, k):
-    x = torch.randn(2, 3, *n, dtype=torch.float64, requires_grad=True)
+def test_fft_conv_nd_matches_spatial_with_gradients(n, k, batch):
+    x = torch.randn(batch, 3, *n, dtype=torch.float64, requires_grad=True)
     w = torch.randn(4, 3, *k, dtype=torch.float64, requires_grad=True)
     b = torch.randn(4, dtype=torch.float64)
     torch.testing.assert_close(fft_conv_nd(x, w, b, False), conv_nd(x, w, b, False))
@@ -50,87 +52,140 @@ def test_auto_choice_is_spatial_for_small_kernels_and_fft_for_global_long_ones()
     assert prefer_fft(8, 30, 30, (16000,), (16001,), causal=True)
 
 
+@pytest.mark.parametrize("slow", ["fft", "spatial"])
+def test_benchmark_mode_times_both_paths_once_per_signature_and_keeps_the_faster(monkeypatch, slow):
+    import time
+
+    import flexlib.functional as functional
+    calls = []
+
+    def slowed(name, fn):
+        def run(*args):
+            calls.append(name)
+            if name == slow:
+                time.sleep(0.01)
+            return fn(*args)
+        return run
+
+    monkeypatch.setattr(functional, "conv_nd", slowed("spatial", conv_nd))
+    monkeypatch.setattr(functional, "fft_conv_nd", slowed("fft", fft_conv_nd))
+    monkeypatch.setattr(functional, "_MEASURED", {})
+    conv = FlexConv(3, 4, 1, conv_mode="benchmark")
+    x = torch.randn(2, 3, 40)
+    conv(x)
+    assert conv.last_conv_mode == ("spatial" if slow == "fft" else "fft")
+    assert calls.count("fft") == calls.count("spatial") == 4       # a warm-up and 3 timed runs each
+    conv(x)
+    assert len(functional._MEASURED) == 1 and len(calls) == 8       # same signature: no new measurement
+    conv(torch.randn(2, 3, 41))
+    assert len(functional._MEASURED) == 2
+
+
 def _eval_conv(**kwargs):
     conv = FlexConv(3, 4, 2, **kwargs).eval()
     return conv, torch.randn(2, 3, 15, 15)
 
 
-def test_cached_kernel_gives_the_live_output_and_is_reused():
-    conv, x = _eval_conv()
+def _fresh_output(conv, x):
+    """What a new layer with `conv`'s state gives on x: the reference for a layer that must not be stale."""
+    import copy
+    fresh = copy.deepcopy(conv).unfreeze()
+    fresh._pending = None
     with torch.no_grad():
-        live = conv(x)
-        cached = conv(x)
-        assert conv._kernel_cache is not None
-        kernel = conv._kernel_cache[1]
-        conv(x)
-        assert conv._kernel_cache[1] is kernel
-    torch.testing.assert_close(cached, live, atol=0, rtol=0)
-    uncached = FlexConv(3, 4, 2, cache_kernel=False).eval()
-    uncached.load_state_dict(conv.state_dict())
-    with torch.no_grad():
-        torch.testing.assert_close(uncached(x), live, atol=0, rtol=0)
-        assert uncached._kernel_cache is None
+        return fresh(x)
 
 
-def test_no_cache_in_training_or_with_autograd():
-    conv, x = _eval_conv()
-    conv(x).sum().backward()  # eval mode, grad enabled: the kernel must stay in the graph
-    assert conv._kernel_cache is None and conv.mask.sigma_param.grad is not None
-    conv.train()
-    with torch.no_grad():
-        conv(x)
-    assert conv._kernel_cache is None
-
-
-def test_optimizer_step_invalidates_the_cache():
-    conv, x = _eval_conv()
-    opt = torch.optim.SGD(conv.parameters(), lr=0.1)
+@pytest.mark.parametrize("change", ["mul_", "fill_", "data_fill", "causal", "crop_threshold", "conv_mode",
+                                    "grid", "sampling_rate_norm", "load_state_dict", "optimizer", "dtype"])
+def test_an_eval_forward_never_uses_a_stale_kernel(change):
+    """Issue 10.6: after any change to what the kernel depends on, the next eval forward uses the new kernel."""
+    dim = 1 if change in ("causal", "grid") else 2
+    conv = FlexConv(3, 4, dim).eval()
+    x = torch.randn(2, 3, *(16,) * dim)
     with torch.no_grad():
         before = conv(x)
-    conv.train()
-    conv(x).square().mean().backward()
-    opt.step()
-    conv.eval()
+    p = conv.kernel_net.output_linear.weight
+    if change == "mul_":
+        p.data.mul_(1.5)
+    elif change == "fill_":
+        with torch.no_grad():
+            conv.mask.sigma_param.fill_(0.2)
+    elif change == "data_fill":
+        conv.mask.mean_param.data.fill_(0.3)
+    elif change == "causal":
+        conv.causal = True
+    elif change == "crop_threshold":
+        conv.crop_threshold = 0.5
+    elif change == "conv_mode":
+        conv.conv_mode = "fft"
+    elif change == "grid":
+        conv.causal, conv.grid = True, "official"
+    elif change == "sampling_rate_norm":
+        conv.sampling_rate_norm = 0.5
+    elif change == "load_state_dict":
+        conv.load_state_dict(FlexConv(3, 4, dim).state_dict())
+    elif change == "optimizer":
+        conv.train()
+        conv(x).square().mean().backward()
+        torch.optim.SGD(conv.parameters(), lr=0.5).step()
+        conv.eval()
+    elif change == "dtype":
+        conv.double()
+        x = x.double()
     with torch.no_grad():
         after = conv(x)
-        conv.cache_kernel = False
-        live = conv(x)
-    assert not torch.allclose(after, before)
-    torch.testing.assert_close(after, live, atol=0, rtol=0)
+    if change != "conv_mode":
+        assert not torch.allclose(after.to(before.dtype), before)
+    torch.testing.assert_close(after, _fresh_output(conv, x), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("change", ["fill_", "load_state_dict", "input_size", "sampling_rate_norm",
-                                    "crop_threshold", "dtype"])
-def test_every_change_the_kernel_depends_on_invalidates_the_cache(change):
+def test_freeze_reuses_the_kernel_until_unfreeze():
     conv, x = _eval_conv()
     with torch.no_grad():
-        conv(x)
-        if change == "fill_":
-            conv.mask.sigma_param.fill_(0.2)
-        elif change == "load_state_dict":
-            other = FlexConv(3, 4, 2)
-            conv.load_state_dict(other.state_dict())
-        elif change == "input_size":
-            x = torch.randn(2, 3, 21, 21)
-        elif change == "sampling_rate_norm":
-            conv.sampling_rate_norm = 0.5
-        elif change == "crop_threshold":
-            conv.crop_threshold = 0.5
-        elif change == "dtype":
-            conv.double()
-            x = x.double()
-        cached = conv(x)
-        kernel_size = conv.last_kernel_size
-        conv.cache_kernel = False
         live = conv(x)
-    torch.testing.assert_close(cached, live, atol=0, rtol=0)
-    assert conv.last_kernel_size == kernel_size
+        conv.freeze()
+        frozen = conv(x)
+        assert len(conv._frozen) == 1
+        kernel = next(iter(conv._frozen.values()))[0]
+        conv(x)
+        assert next(iter(conv._frozen.values()))[0] is kernel
+        conv.kernel_net.output_linear.weight.mul_(2.0)      # a frozen layer keeps its snapshot, as documented
+        torch.testing.assert_close(conv(x), frozen, atol=0, rtol=0)
+        conv.unfreeze()
+        assert not torch.allclose(conv(x), frozen)
+    torch.testing.assert_close(frozen, live, atol=0, rtol=0)
 
 
-def test_cache_restores_last_kernel_size_on_a_hit():
-    conv = CKConv(2, 2, 1).eval()
+def test_cache_kernel_argument_is_accepted_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="freeze"):
+        conv = FlexConv(3, 4, 2, cache_kernel=False)
+    assert not conv.frozen
+
+
+def test_a_frozen_layer_moved_to_another_dtype_samples_its_kernel_again():
+    conv, x = _eval_conv()
+    conv.freeze()
+    with torch.no_grad():
+        y = conv(x)
+        y64 = conv.double()(x.double())
+    assert y64.dtype == torch.float64
+    torch.testing.assert_close(y64.float(), y, atol=1e-5, rtol=0)
+
+
+def test_frozen_layer_restores_last_kernel_size_per_input_size():
+    conv = CKConv(2, 2, 1).eval().freeze()
     with torch.no_grad():
         conv(torch.randn(1, 2, 10))
         conv(torch.randn(1, 2, 30))
         conv(torch.randn(1, 2, 10))
     assert conv.last_kernel_size == (11,)
+
+
+def test_auto_measures_in_3d_and_asks_the_cost_model_in_1d_and_2d(monkeypatch):
+    import flexlib.functional as functional
+    monkeypatch.setattr(functional, "_MEASURED", {})
+    FlexConv(2, 2, 1, causal=True)(torch.randn(1, 2, 30))
+    FlexConv(2, 2, 2)(torch.randn(1, 2, 9, 9))
+    assert functional._MEASURED == {}
+    FlexConv(2, 2, 3)(torch.randn(1, 2, 5, 5, 5))
+    assert len(functional._MEASURED) == 1

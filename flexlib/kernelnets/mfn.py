@@ -6,16 +6,15 @@ import math
 import torch
 from torch import nn
 
+from .. import checks
 from .filters import GAMMA_ALPHA, GAMMA_BETA, FourierFilter, GaborFilter
 
 
 def _check_sizes(name: str, data_dim: int, out_features: int, hidden_features: int, num_layers: int) -> None:
-    if data_dim not in (1, 2, 3):
-        raise ValueError(f"{name}: data_dim must be 1, 2 or 3, got {data_dim!r}")
+    checks.one_of(name, "data_dim", data_dim, (1, 2, 3))
     for arg, value in (("out_features", out_features), ("hidden_features", hidden_features),
                        ("num_layers", num_layers)):
-        if not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name}: {arg} must be a positive integer, got {value!r}")
+        checks.positive_int(name, arg, value)
 
 
 class MFN(nn.Module):
@@ -39,9 +38,7 @@ class MFN(nn.Module):
         self.output_linear = nn.Linear(hidden_features, out_features)
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        if coords.dim() != 2 or coords.shape[-1] != self.data_dim:
-            raise ValueError(f"{type(self).__name__}: coords must have shape (N, {self.data_dim}), "
-                             f"got {tuple(coords.shape)}")
+        checks.coordinates(type(self).__name__, coords, self.data_dim)
         h = self.filters[0](coords)
         for linear, g in zip(self.linears, self.filters[1:]):
             h = linear(h) * g(coords)
@@ -52,8 +49,10 @@ class MAGNet(MFN):
     """Multiplicative Anisotropic Gabor Network (§3.2, eq. 7–8).
 
     Defaults are the paper's: 3 layers, 32 hidden units, γ ~ Gamma(α·l⁻¹, β) at the l-th filter ("layerwise",
-    α = 6, β = 1), sine weights scaled by 25.6 (App. D.1), sine biases U(-π, π). init="fathony" gives the
-    Gamma(α·L⁻¹, β) initialization of Fathony et al. (Table 5's "MAGNet w/o improved init").
+    α = 6, β = 1), sine weights scaled by 25.6 (App. D.1), sine biases U(-π, π), Gabor centres μ ~ U(±mu_range)
+    (1: the whole kernel; the authors' FlexConv uses 1.667·σ₀ of its mask, see FlexConv's mask_init).
+    init="fathony" gives the Gamma(α·L⁻¹, β) initialization of Fathony et al. (Table 5's "MAGNet w/o improved
+    init").
     """
 
     def __init__(self, data_dim: int, out_features: int, hidden_features: int = 32, num_layers: int = 3,

@@ -6,6 +6,7 @@ import math
 import torch
 from torch import nn
 
+from .. import checks
 from .mfn import _check_sizes
 
 
@@ -37,8 +38,7 @@ class SIREN(nn.Module):
                 layer.weight.uniform_(-bound, bound)
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
-        if coords.dim() != 2 or coords.shape[-1] != self.data_dim:
-            raise ValueError(f"SIREN: coords must have shape (N, {self.data_dim}), got {tuple(coords.shape)}")
+        checks.coordinates("SIREN", coords, self.data_dim)
         h = coords
         for layer in self.hidden:
             h = torch.sin(self.omega_0 * layer(h))

@@ -33,7 +33,8 @@ class ConvConfig:
     bias: bool = True
     crop_threshold: float = 0.1       # flexconv dynamic cropping
     mask_init: str = "paper"          # flexconv: "paper" (σ² = 0.125) or "official" (σ = 0.075)
-    conv_mode: str = "auto"           # "auto" | "spatial" | "fft"
+    conv_mode: str = "auto"           # "auto" | "spatial" | "fft" | "benchmark"
+    grid: str = "paper"               # flexconv/ckconv: "paper" (App. A.2) or "official" (causal: L points)
     njet_order: int = 4               # N-Jet: Gaussian derivatives up to this order
     njet_init_sigma: float = 1.0
     njet_truncation: float = 2.0      # N-Jet kernel size 2·ceil(truncation·σ) + 1
@@ -120,7 +121,7 @@ def build_conv(cfg: ConvConfig, in_channels: int, out_channels: int, data_dim: i
             raise ValueError("the N-Jet layer is centred (Pintea et al. 2021); it has no causal form")
         return NJetConv(in_channels, out_channels, data_dim, order=cfg.njet_order, init_sigma=cfg.njet_init_sigma,
                         truncation=cfg.njet_truncation, bias=cfg.bias, stride=stride)
-    common = dict(kernel_net=cfg.kernel_net, causal=causal, conv_mode=cfg.conv_mode,
+    common = dict(kernel_net=cfg.kernel_net, causal=causal, conv_mode=cfg.conv_mode, grid=cfg.grid,
                   hidden_features=cfg.kernel_hidden, num_layers=cfg.kernel_layers, bias=cfg.bias,
                   kernel_net_kwargs=cfg.kernel_net_kwargs())
     if cfg.type == "flexconv":

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..batched import prepare_kernels, release_kernels
 from .conv import ConvConfig, build_conv
 from .norm import build_norm
 
@@ -57,9 +58,14 @@ class FlexBlock(nn.Module):
 
 
 class FlexNet(nn.Module):
+    """Every layer sees the input's spatial size, so the FlexConvs' kernels are computed together before the
+    trunk runs (flexlib.batched: one host read of all crops per forward); `batch_kernels = False` lets each layer
+    compute its own (same values)."""
+
     def __init__(self, cfg: FlexNetConfig):
         super().__init__()
         self.config = cfg
+        self.batch_kernels = True
         widths = cfg.widths
         self.stem = build_conv(cfg.conv, cfg.in_channels, cfg.width, cfg.data_dim)
         self.stem_norm = build_norm(cfg.norm, cfg.width, cfg.data_dim)
@@ -74,7 +80,11 @@ class FlexNet(nn.Module):
         if x.dim() != cfg.data_dim + 2 or x.shape[1] != cfg.in_channels:
             raise ValueError(f"FlexNet: expected input (B, {cfg.in_channels}, {', '.join('*' * cfg.data_dim)}), "
                              f"got shape {tuple(x.shape)}")
-        return self.blocks(torch.relu(self.stem_norm(self.stem(x))))
+        convs = prepare_kernels(self, x.shape[2:]) if self.batch_kernels else []
+        try:
+            return self.blocks(torch.relu(self.stem_norm(self.stem(x))))
+        finally:
+            release_kernels(convs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x).flatten(2).mean(-1))

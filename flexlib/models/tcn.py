@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..batched import prepare_kernels, release_kernels
 from .conv import ConvConfig, build_conv
 from .norm import build_norm
 
@@ -46,8 +47,12 @@ class TCNBlock(nn.Module):
 
 
 class TCN(nn.Module):
+    """Every layer sees the input's length, so the FlexConvs' kernels are computed together before the blocks
+    run (flexlib.batched); `batch_kernels = False` lets each layer compute its own (same values)."""
+
     def __init__(self, cfg: TCNConfig):
         super().__init__()
+        self.batch_kernels = True
         if cfg.num_blocks < 1:
             raise ValueError(f"TCNConfig.num_blocks must be ≥ 1, got {cfg.num_blocks}")
         self.config = cfg
@@ -61,7 +66,11 @@ class TCN(nn.Module):
         """Per-step features (B, width, T); step t depends on inputs ≤ t only."""
         if x.dim() != 3 or x.shape[1] != self.config.in_channels:
             raise ValueError(f"TCN: expected a sequence (B, {self.config.in_channels}, T), got shape {tuple(x.shape)}")
-        return self.blocks(x)
+        convs = prepare_kernels(self, x.shape[2:]) if self.batch_kernels else []
+        try:
+            return self.blocks(x)
+        finally:
+            release_kernels(convs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x)[:, :, -1])
