@@ -50,3 +50,13 @@ def test_wrong_type_and_missing_profile(tmp_path):
         load_config(_valid(tmp_path), "quick")
     with pytest.raises(ConfigError, match="not one of"):
         load_config(_valid(tmp_path), overrides=["train.precision=fp8"])
+
+
+def test_a_mapping_override_merges_and_colon_equals_replaces():
+    path = next(p for p in PARAMS if p.stem == "cifar10")
+    merged = load_config(path, "full", ["model.kwargs={width: 8}"])
+    assert merged.model.kwargs == {"mask_init": "official", "width": 8}
+    replaced = load_config(path, "full", ["model.name=ckcnn-16", "model.kwargs:={}"])
+    assert replaced.model.kwargs == {} and replaced.model.name == "ckcnn-16"
+    with pytest.raises(ConfigError, match=r"cifar10.yaml \[full\] \(--set model.kwargs\) model.kwargs: unknown key 'widht'"):
+        load_config(path, "full", ["model.kwargs:={widht: 8}"])

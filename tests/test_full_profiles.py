@@ -75,6 +75,7 @@ def test_a_notebook_runs_its_full_parameters_through_papermill(data_root, tmp_pa
     if not papermill.exists():
         pytest.skip("needs papermill in the environment (pip install -e '.[notebooks]')")
     out = tmp_path / "out"
+    out.mkdir()
     overrides = [f"data.root={data_root}", f"train.out_dir={tmp_path / 'runs'}", *ONE_STEP]
     done = subprocess.run([str(papermill), "-k", "python3", "--cwd", str(ROOT / "notebooks"),
                            "-f", str(ROOT / "params" / "notebooks" / "cifar_full.yaml"),

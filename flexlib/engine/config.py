@@ -117,15 +117,24 @@ def load_config(path: str | Path, profile: str = "full", overrides: list[str] | 
     overridden = set()
     for item in overrides or []:
         update = parse_override(item)
-        merged = deep_merge(merged, update)
-        overridden.add(item.partition("=")[0].strip())
+        key = item.partition("=")[0].strip()
+        if key.endswith(":"):
+            parts = key.removesuffix(":").split(".")
+            value = update
+            for part in parts:
+                value = value[part]
+            merged = replace_path(merged, parts, value)
+        else:
+            merged = deep_merge(merged, update)
+        overridden.add(key.removesuffix(":"))
     return from_dict(cls, merged, where=f"{path} [{profile}]", overridden=frozenset(overridden))
 
 
 def parse_override(item: str) -> dict:
-    """``"train.epochs=3"`` -> ``{"train": {"epochs": 3}}``; the value is parsed as YAML."""
+    """``"train.epochs=3"`` -> ``{"train": {"epochs": 3}}``; the value is parsed as YAML. A mapping value is merged
+    into the profile's (``model.kwargs={width: 8}`` keeps the other kwargs); ``key:=value`` replaces it whole."""
     key, sep, value = item.partition("=")
-    key = key.strip()
+    key = key.strip().removesuffix(":")
     if not sep or not key or "" in key.split("."):
         raise ConfigError(f"override {item!r} must look like section.key=value, e.g. train.epochs=3")
     try:
@@ -134,6 +143,17 @@ def parse_override(item: str) -> dict:
         raise ConfigError(str(err)) from None
     for part in reversed(key.split(".")):
         out = {part: out}
+    return out
+
+
+def replace_path(base: dict, parts: list[str], value) -> dict:
+    """A copy of `base` with the entry at the key path `parts` replaced by `value` (not merged into)."""
+    out = dict(base)
+    if len(parts) == 1:
+        out[parts[0]] = value
+    else:
+        inner = out.get(parts[0])
+        out[parts[0]] = replace_path(inner if isinstance(inner, dict) else {}, parts[1:], value)
     return out
 
 

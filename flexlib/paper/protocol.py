@@ -81,8 +81,7 @@ def _sequence_rows() -> list[Row]:
         for experiment, models in experiments.items():
             epochs, batch, lr, wd = _SEQ_SETTINGS[experiment]
             for model in models:
-                flex = model.startswith("flextcn")
-                kwargs = SEQUENCE_FLEX if flex else {"grid": "official"} if model.startswith("cktcn") else {}
+                kwargs = SEQUENCE_FLEX if model.startswith("flextcn") else {"grid": "official"}   # CKConvs: L points
                 rows.append(_seq(table, experiment, model, model, epochs, batch, lr, wd, kwargs,
                                  _CKCNN_NOTE if model.startswith("ckcnn") else ""))
     return rows
@@ -221,7 +220,7 @@ def method_overrides(r: Row) -> list[str]:
 
 def overrides(r: Row, seed: int | None = None) -> list[str]:
     """`--set` overrides that turn params/experiments/<r.experiment>.yaml's full profile into row `r`."""
-    out = [f"model.name={r.model}", f"model.kwargs={json.dumps(r.model_kwargs)}", f"optim.lr={r.lr}",
+    out = [f"model.name={r.model}", f"model.kwargs:={json.dumps(r.model_kwargs)}", f"optim.lr={r.lr}",
            f"optim.weight_decay={r.weight_decay}", f"optim.weight_decay_form={r.weight_decay_form}",
            f"train.epochs={r.epochs}", f"train.batch_size={r.batch_size}",
            f"data.augment={str(r.augment).lower()}", *method_overrides(r)]
