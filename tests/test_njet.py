@@ -43,8 +43,8 @@ def test_2d_basis_is_separable_products():
     basis = layer.basis(9)
     x = torch.arange(9.0) - 4
     g = gaussian_derivatives(x, torch.tensor(1.5), 3)
-    for b, (n, m) in enumerate(layer.orders):
-        torch.testing.assert_close(basis[b], torch.outer(g[n], g[m]))
+    for b, (n, m) in enumerate(layer.orders):     # scale-normalized: σⁿ gₙ(x) σᵐ gₘ(y)
+        torch.testing.assert_close(basis[b], 1.5 ** (n + m) * torch.outer(g[n], g[m]))
 
 
 def test_parameter_count():
@@ -97,3 +97,18 @@ def test_retarget_njets_keeps_the_continuous_kernel_at_the_new_resolution():
     assert conv.sigma.item() == 2 * sigma and conv.kernel_size() > 9
     after = conv.sample_kernel(17)[0, 0]
     torch.testing.assert_close(after[::2, ::2] * 4, before)
+
+
+def test_the_basis_is_scale_normalized_as_the_njet_code():
+    """σⁿ gₙ: an order-9 basis function at σ = 5 px is as large as the Gaussian, not 5⁻⁹ times smaller."""
+    from flexlib.models.njet import scale_normalized_derivatives
+    x = torch.linspace(-16, 16, 33, dtype=torch.float64)
+    sigma = torch.tensor(5.0, dtype=torch.float64)
+    normalized = scale_normalized_derivatives(x, sigma, 9)
+    plain = gaussian_derivatives(x, sigma, 9)
+    for n in range(10):
+        torch.testing.assert_close(normalized[n], sigma ** n * plain[n])
+    peaks = normalized.abs().amax(dim=1)
+    assert (peaks / peaks[0]).min() > 0.3 and (plain.abs().amax(dim=1) / peaks[0]).min() < 1e-3
+    conv = NJetConv(1, 1, data_dim=2, order=9, init_sigma=5.0, bias=False).double()
+    assert conv.basis(33).abs().amax(dim=(1, 2)).min() > 0.3 * conv.basis(33)[0].abs().max()

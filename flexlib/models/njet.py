@@ -4,8 +4,9 @@ with its size tied to σ. FlexConv compares against it in Fig. 4 (bandwidth) and
 
 g_n(x; σ) = dⁿ/dxⁿ G(x; σ) = (-1)ⁿ σ⁻ⁿ Heₙ(x/σ) G(x; σ),   G(x; σ) = exp(-x²/2σ²) / (√(2π) σ)
 
-with Heₙ the probabilists' Hermite polynomials. In 2-D the basis is the separable products g_n(x) g_m(y) with
-n + m ≤ N: (N+1)(N+2)/2 functions. Positions are in pixels, centred on the kernel.
+with Heₙ the probabilists' Hermite polynomials. The basis combines the scale-normalized derivatives σⁿ g_n, as the
+N-Jet code does; in 2-D the separable products σⁿ g_n(x) σᵐ g_m(y) with n + m ≤ N: (N+1)(N+2)/2 functions.
+Positions are in pixels, centred on the kernel.
 """
 from __future__ import annotations
 
@@ -32,6 +33,14 @@ def gaussian_derivatives(x: torch.Tensor, sigma: torch.Tensor, order: int) -> to
     gauss = torch.exp(-0.5 * u**2) / (math.sqrt(2 * math.pi) * sigma)
     n = torch.arange(order + 1, device=x.device, dtype=x.dtype).unsqueeze(-1)
     return (-1.0) ** n * sigma ** (-n) * hermite_e(u, order) * gauss
+
+
+def scale_normalized_derivatives(x: torch.Tensor, sigma: torch.Tensor, order: int) -> torch.Tensor:
+    """σⁿ g_n(x; σ) for n = 0..order: the scale-normalized Gaussian derivatives (Lindeberg) that the N-Jet code
+    (Pintea et al. 2021, `gaussian_basis_filters`: `basis_x = sigma**i * get_basis(...)`) combines. Without the σⁿ
+    an order-n basis function shrinks like σ⁻ⁿ, and high orders at σ of a few pixels become too small to learn."""
+    n = torch.arange(order + 1, device=x.device, dtype=x.dtype).unsqueeze(-1)
+    return sigma ** n * gaussian_derivatives(x, sigma, order)
 
 
 def basis_orders(data_dim: int, order: int) -> list[tuple[int, ...]]:
@@ -86,7 +95,7 @@ class NJetConv(nn.Module):
     def basis(self, size: int) -> torch.Tensor:
         """The basis on a centred grid of `size` pixels per dim: (num_basis, *(size,) * data_dim)."""
         x = torch.arange(size, device=self.alpha.device, dtype=self.alpha.dtype) - (size - 1) / 2
-        g = gaussian_derivatives(x, self.sigma, self.order)
+        g = scale_normalized_derivatives(x, self.sigma, self.order)
         if self.data_dim == 1:
             return g
         return torch.stack([g[n][:, None] * g[m][None, :] for n, m in self.orders])
