@@ -99,10 +99,14 @@ def test_the_numbers_come_from_the_commands_where_there_are_commands():
 
 
 @pytest.mark.parametrize("notebook, tables", [("cifar", {"3", "6"}), ("sequential", {"1", "2"}),
-                                              ("alias_free", {"4", "F5"})])
+                                              ("alias_free", {"4", "F5"}), ("kernel_sizes", None)])
 def test_notebook_full_profiles_run_the_protocol(notebook, tables):
     full = yaml.safe_load((ROOT / "params" / "notebooks" / f"{notebook}_full.yaml").read_text())
-    assert full["runs"] is None and full["seeds"] is None and full["overrides"] == [], \
+    if tables is None:     # kernel_sizes: Fig. 6's three FlexNets, as Table 6's rows
+        assert full["rows"] == ["T6 FlexNet-3", "T6 FlexNet-5", "T3 FlexNet-16"] and full["runs"] is None
+        assert all(protocol.row(key).model_kwargs == {"mask_init": "official"} for key in full["rows"])
+        return
+    assert full["runs"] is None and full["seeds"] is None and full["overrides"] == ["data.download=true"], \
         f"{notebook}: the full profile must run every protocol row of its tables with the rows' own seeds"
     assert set(full["tables"]) == tables
 
