@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
+from .._progress import progress as progress_bar
 
 from ..data import build, data_root, sha256
 from ..data.download import download
@@ -160,7 +160,7 @@ def accuracy(model: nn.Module, loader, device: torch.device, num_classes: int, p
     model.eval()
     loss = correct1 = correct5 = count = 0.0
     k = min(5, num_classes)
-    for x, y in tqdm(loader, desc="evaluate", leave=False, disable=not progress):
+    for x, y in progress_bar(loader, desc="evaluate", leave=False, disable=not progress):
         x, y = x.to(device), y.to(device)
         logits = model(x).float()
         top = logits.topk(k, dim=1).indices
