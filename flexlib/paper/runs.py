@@ -175,3 +175,9 @@ def summary_table(per_run: pd.DataFrame, column: str = "reported_acc") -> pd.Dat
                       "final_mean": mean_std(part["final_acc"])[0], "our_model": part["our_model"].iloc[0],
                       "our_data": part["our_data"].iloc[0]})
     return pd.DataFrame(lines)
+
+
+def is_smoke_test(result) -> bool:
+    """A run cut to a few steps per epoch (`train.max_steps_per_epoch`), e.g. a test of a full profile's path: its
+    accuracy says nothing, so the notebooks check it for finiteness only."""
+    return result.metadata["config"]["train"]["max_steps_per_epoch"] is not None
