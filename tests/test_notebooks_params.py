@@ -83,3 +83,18 @@ def test_tidy_script_finds_nothing_to_change():
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "tidy_notebooks.py"), "sources", "--check"],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_temporary_folders_of_a_notebook_are_removed_when_its_kernel_exits(tmp_path):
+    """Without output_dir and keep_runs a notebook writes into temporary folders; they must not pile up in /tmp."""
+    import subprocess
+    import sys
+    code = ("from flexlib.paper.reporting import notebook_setup\n"
+            "out, runs = notebook_setup('demo', {'profile': 'quick'})\n"
+            "(runs / 'checkpoint.pt').write_bytes(b'x')\n"
+            "print(out, runs)\n")
+    env = {"TMPDIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    out, runs = (Path(p) for p in done.stdout.split())
+    assert out.parent == tmp_path and runs.parent == tmp_path
+    assert not out.exists() and not runs.exists() and not list(tmp_path.glob("flexlib-*"))

@@ -5,10 +5,12 @@ metadata.json (commit, versions, device, CPU, date, parameters) into one folder.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -46,10 +48,17 @@ def run_metadata(parameters: dict, device: str | torch.device = "cpu") -> dict:
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "parameters": parameters}
 
 
+def temporary_dir(prefix: str) -> Path:
+    """A fresh temporary folder, removed when the Python process (the notebook's kernel) exits."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def resolve_output_dir(output_dir: str | os.PathLike | None, name: str) -> Path:
-    """`output_dir`, created; None means a fresh temporary folder (nbval runs must not touch results/)."""
+    """`output_dir`, created; None means a temporary folder, removed at exit (nbval runs must not touch results/)."""
     if output_dir is None:
-        return Path(tempfile.mkdtemp(prefix=f"flexlib-{name}-"))
+        return temporary_dir(f"flexlib-{name}-")
     path = Path(output_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -182,5 +191,5 @@ def notebook_setup(name: str, params: dict, profiles=("quick", "cpu", "full")) -
             f"overrides must be 'section.key=value' strings, got {overrides!r}")
     torch.set_num_threads(params.get("threads", 1))   # one thread: on a shared 2-core machine, 2 can be 10x slower
     out = resolve_output_dir(params.get("output_dir"), name)
-    runs_dir = out / "runs" if params.get("keep_runs") else Path(tempfile.mkdtemp(prefix=f"flexlib-{name}-runs-"))
+    runs_dir = out / "runs" if params.get("keep_runs") else temporary_dir(f"flexlib-{name}-runs-")
     return out, runs_dir
