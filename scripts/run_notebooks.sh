@@ -29,7 +29,7 @@ for nb in $names; do
   mkdir -p "$out"
   echo "== $nb ($profile) -> $out"
   start=$(date +%s)
-  .venv/bin/papermill -k python3 --cwd notebooks -f "$params" -p output_dir "$PWD/$out" \
+  .venv/bin/papermill -k python3 --cwd notebooks -f "$params" -p output_dir "../$out" \
     "notebooks/$nb.ipynb" "$out/$nb.ipynb"
   .venv/bin/python scripts/tidy_notebooks.py executed "$out/$nb.ipynb"
   echo "== $nb ($profile) done in $(( $(date +%s) - start )) s"

@@ -2,8 +2,9 @@
 
     python scripts/tidy_notebooks.py sources [--check]   # notebooks/*.ipynb: nbformat 4.5, a stable id per cell,
                                                          # outputs and execution counts stripped
-    python scripts/tidy_notebooks.py executed FILE...    # an executed copy: merge consecutive stream outputs and
-                                                         # keep only the last redraw of each progress-bar line
+    python scripts/tidy_notebooks.py executed FILE...    # an executed copy: merge consecutive stream outputs,
+                                                         # keep only the last redraw of each progress-bar line,
+                                                         # and name files of the checkout relative to notebooks/
 
 Ids are given once, to cells that have none, and kept from then on, so JupyterLab opens and saves a notebook
 without rewriting it.
@@ -50,11 +51,17 @@ def sources(check: bool) -> int:
     return 1 if check and changed else 0
 
 
+def portable_paths(text: str, root: Path = ROOT) -> str:
+    """`text` with the checkout's absolute path replaced by the path from notebooks/ (where the notebooks run), so a
+    committed notebook names no folder of the machine that ran it."""
+    return text.replace(f"{root.resolve()}/", "../")
+
+
 def executed(paths: list[str]) -> int:
     for name in paths:
         nb = nbformat.read(name, as_version=4)
         nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
-        nbformat.write(nb, name)
+        Path(name).write_text(portable_paths(nbformat.writes(nb)) + "\n")
     return 0
 
 
