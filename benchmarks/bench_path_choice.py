@@ -5,7 +5,8 @@ both paths; the `cost_model` columns show how the model alone would have chosen.
 A stratified sample of the space: every combination of data_dim, input size, causal (1-D) and crop (3 … the full
 kernel) gets a random batch (1–64) and channel count (8–128; C_in = C_out) from a fixed seed, redrawn smaller if
 the faster path would take more than ~0.5 s on this CPU; plus the layers of the paper's models (FlexNet-16's
-widths on 32×32, FlexTCN's 30 channels on 784/1024 steps) at batch 64 (validation) or 32 (fitting). Each point
+widths on 32×32, FlexTCN's 30 channels on 784/1024 steps) at batch 64 (validation) or 32 (fitting); the fitting
+sweep adds short 1-D signals (64–256 steps, crops 5–17) at batch 64 with 32 and 64 channels. Each point
 times a training step of the functional convolution (forward + backward, input and kernel requiring grad), both
 paths interleaved (median of 3 after a warm-up) when their first timed runs are within 3× of each other or under
 50 ms; otherwise those runs decide (a run over 1 s is its own warm-up), and a path estimated at over 3 s and 20×
@@ -74,6 +75,12 @@ def points(seed: int, per_combo: int) -> list[dict]:
     for size in ((784, 1024) if seed == 0 else (784,)):
         for crop in ((17, 65, 257, size) if seed == 0 else (9, 33, 129, size)):
             out.append({"dim": 1, "batch": batch, "channels": 30, "size": size, "crop": crop, "causal": True})
+    if seed == 1:        # short 1-D signals at batch 64, where the two paths are close and the random draw is thin
+        for size in (64, 128, 256):
+            for crop in (5, 9, 17):
+                for causal in (False, True):
+                    for c in (32, 64):
+                        out.append({"dim": 1, "batch": 64, "channels": c, "size": size, "crop": crop, "causal": causal})
     return out
 
 
@@ -86,7 +93,7 @@ def timed(fn, device) -> float:
     return time.perf_counter() - start
 
 
-def measure(p: dict, repeats: int, device) -> dict:
+def measure(p: dict, repeats: int, device, measured_auto: bool = True) -> dict:
     dim, b, c, causal = p["dim"], p["batch"], p["channels"], p["causal"]
     n, k = (p["size"],) * dim, (p["crop"],) * dim
     torch.manual_seed(0)
@@ -113,8 +120,9 @@ def measure(p: dict, repeats: int, device) -> dict:
             t[slow] = timed(fns[slow], device)
         if max(t.values()) < max(3 * min(t.values()), 0.05):        # close or short: interleaved repeats decide
             t = time_interleaved(fns, repeats, warmup=0, device=device, budget_s=0)
-    auto = "fft" if choose_fft("auto", x, w, None, causal) else "spatial"         # on a GPU: measured
     model = "fft" if prefer_fft(b, c, c, n, k, causal) else "spatial"              # the CPU-fitted cost model
+    # auto in 3-D and on a GPU: measured (the fitting sweep, which fits the timings, not auto, skips that)
+    auto = ("fft" if choose_fft("auto", x, w, None, causal) else "spatial") if measured_auto else model
     best = min(t.values())
     return {**p, "spatial_ms": t["spatial"] * 1e3, "fft_ms": t["fft"] * 1e3, "skipped": skipped, "auto": auto,
             "faster": min(t, key=t.get), "auto_over_best": t[auto] / best, "cost_model": model,
@@ -185,7 +193,7 @@ def main():
     rows = []
     start = time.perf_counter()
     for i, p in enumerate(sample):
-        rows.append(measure(p, settings["repeats"], args.device))
+        rows.append(measure(p, settings["repeats"], args.device, measured_auto=not fitting))
         r = rows[-1]
         print(f"[{i + 1}/{len(sample)} {time.perf_counter() - start:.0f}s] {r['dim']}d b{r['batch']} c{r['channels']} "
               f"n{r['size']} k{r['crop']}{' causal' if r['causal'] else ''}: spatial {r['spatial_ms']:.1f} ms, "

@@ -34,7 +34,8 @@ class FlexConv(nn.Module):
         crop_threshold: dynamic cropping keeps the part of the kernel where the mask exceeds this value
             (0.1 in the paper); None disables cropping.
         conv_mode: "spatial", "fft", "auto" (chosen per call: for 1-D and 2-D on CPU by a cost model fitted
-            there, flexlib.functional.prefer_fft; in 3-D and on a GPU by timing both paths once per shape) or
+            there, flexlib.functional.path_costs, timing both paths once per shape where it predicts a near tie;
+            in 3-D and on a GPU by timing both paths once per shape; see flexlib.functional.choose_fft) or
             "benchmark" (always timed, as cudnn.benchmark; flexlib.functional.measured_fft).
         hidden_features, num_layers: kernel network size (paper: 32 and 3).
         mask: use the Gaussian mask (False gives CKConv: a global kernel).

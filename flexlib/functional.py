@@ -16,8 +16,8 @@ _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 # pocketfft; results/benchmarks/path_choice_fit.json), the contraction held to at least the cost of the 2-D direct
 # multiply-adds it replaces. Ratios fix them up to one common scale, set so that the predicted spatial 2-D times
 # match the measured ones.
-SPATIAL_COEF = (1.256e-11, 3.063e-11, 4.241e-12, 6.289e-10, 2.033e-09, 4.646e-4)
-FFT_COEF = (1.421e-09, 1.258e-09, 6.126e-11, 9.191e-20, 2.218e-17, 1.021e-3)
+SPATIAL_COEF = (1.589e-11, 3.283e-11, 3.695e-12, 5.989e-10, 1.84e-09, 4.295e-4)
+FFT_COEF = (4.544e-10, 1.174e-09, 6.566e-11, 4.103e-16, 1.074e-08, 8.69e-4)
 
 
 def conv_nd(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool) -> torch.Tensor:
@@ -117,21 +117,30 @@ def contract_channels(x_f: torch.Tensor, k_f: torch.Tensor, block_of_input: bool
 CONV_MODES = ("auto", "spatial", "fft", "benchmark")
 
 
+NEAR_TIE = 1.5   # "auto" on CPU measures when the cost model's two predictions lie within this factor
+
+
 def choose_fft(mode: str, x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool) -> bool:
     """Whether a FlexConv in `mode` convolves x with kernel through the FFT. "benchmark": the measured choice
     (`measured_fft`). "auto": for 1-D and 2-D on CPU, where it was fitted and validated, the cost model
-    (`prefer_fft`: deterministic, free); for 3-D (few shapes in its fit: it misjudges 3-D FFTs at 16-32 channels
-    by up to 2.5×) and on other devices (no model fitted there), the measured choice. Under torch.compile, which
-    cannot time, always the cost model."""
+    (`path_costs`: free, the same on every run), except at near ties (predictions within `NEAR_TIE`×, where the
+    model errs by up to 1.9×), which are measured once per shape signature; for 3-D (few shapes in its fit: it
+    misjudges 3-D FFTs at 16-32 channels by up to 2.5×) and on other devices (no model fitted there), the measured
+    choice. Under torch.compile, which cannot time, always the cost model."""
     if mode == "spatial":
         return False
     if mode == "fft":
         return True
     b, c_in, *n = x.shape
     measure = mode == "benchmark" or x.device.type != "cpu" or len(n) == 3
-    if measure and not torch.compiler.is_compiling():
+    if torch.compiler.is_compiling():
+        return prefer_fft(b, c_in, kernel.shape[0], n, kernel.shape[2:], causal)
+    if measure:
         return measured_fft(x, kernel, bias, causal)
-    return prefer_fft(b, c_in, kernel.shape[0], n, kernel.shape[2:], causal)
+    spatial, fft = path_costs(b, c_in, kernel.shape[0], n, kernel.shape[2:], causal)
+    if max(spatial, fft) < NEAR_TIE * min(spatial, fft):
+        return measured_fft(x, kernel, bias, causal)
+    return fft < spatial
 
 
 def path_terms(batch: int, in_channels: int, out_channels: int, input_size, kernel_size,
@@ -168,13 +177,17 @@ def prefer_fft(batch: int, in_channels: int, out_channels: int, input_size, kern
 
 
 _MEASURED: dict[tuple, bool] = {}
+HOPELESS = 20.0   # a path whose warm-up run takes this many times the other's is not timed again
 
 
 def measured_fft(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | None, causal: bool,
                  repeats: int = 3) -> bool:
     """The measured choice, as cudnn.benchmark makes it: the first call with a new signature (device, dtype,
     shapes, causal, whether autograd will run) times both paths on detached copies (forward, and backward when
-    autograd will run; median of `repeats` after a warm-up) and keeps the faster for that signature."""
+    autograd will run; median of `repeats` after a warm-up) and keeps the faster for that signature. A path whose
+    warm-up run took `HOPELESS` times the other's is not run again (a 3-D spatial convolution with a kernel as
+    large as its input can take minutes on a CPU; the cost model cannot rule it out beforehand, since it
+    misjudges 3-D)."""
     grad = torch.is_grad_enabled() and (x.requires_grad or kernel.requires_grad)
     key = (x.device, x.dtype, tuple(x.shape), tuple(kernel.shape), bias is not None, causal, grad,
            torch.is_autocast_enabled(x.device.type))
@@ -194,12 +207,14 @@ def measured_fft(x: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor | Non
             ks.grad = xs.grad = None
             return time.perf_counter() - start
 
-        times = {conv: [] for conv in (conv_nd, fft_conv_nd)}
-        for i in range(repeats + 1):
+        warm = {conv: run(conv) for conv in (conv_nd, fft_conv_nd)}
+        if max(warm.values()) > HOPELESS * min(warm.values()):
+            _MEASURED[key] = warm[fft_conv_nd] < warm[conv_nd]
+            return _MEASURED[key]
+        times = {conv: [] for conv in warm}
+        for _ in range(repeats):
             for conv in times:
-                t = run(conv)
-                if i:
-                    times[conv].append(t)
+                times[conv].append(run(conv))
         _MEASURED[key] = statistics.median(times[fft_conv_nd]) < statistics.median(times[conv_nd])
     return _MEASURED[key]
 

@@ -62,8 +62,7 @@ def test_benchmark_mode_times_both_paths_once_per_signature_and_keeps_the_faster
     def slowed(name, fn):
         def run(*args):
             calls.append(name)
-            if name == slow:
-                time.sleep(0.01)
+            time.sleep(0.01 if name == slow else 0.004)   # close paths: both are timed
             return fn(*args)
         return run
 
@@ -79,6 +78,30 @@ def test_benchmark_mode_times_both_paths_once_per_signature_and_keeps_the_faster
     assert len(functional._MEASURED) == 1 and len(calls) == 8       # same signature: no new measurement
     conv(torch.randn(2, 3, 41))
     assert len(functional._MEASURED) == 2
+
+
+@pytest.mark.parametrize("slow", ["fft", "spatial"])
+def test_a_hopeless_path_is_run_once_not_timed_again(monkeypatch, slow):
+    import time
+
+    import flexlib.functional as functional
+    calls = []
+
+    def slowed(name, fn):
+        def run(*args):
+            calls.append(name)
+            if name == slow:
+                time.sleep(0.3)                            # > 20x the other path's warm-up on these tiny shapes
+            return fn(*args)
+        return run
+
+    monkeypatch.setattr(functional, "conv_nd", slowed("spatial", conv_nd))
+    monkeypatch.setattr(functional, "fft_conv_nd", slowed("fft", fft_conv_nd))
+    monkeypatch.setattr(functional, "_MEASURED", {})
+    conv = FlexConv(3, 4, 1, conv_mode="benchmark")
+    conv(torch.randn(2, 3, 40))
+    assert conv.last_conv_mode == ("spatial" if slow == "fft" else "fft")
+    assert calls == ["spatial", "fft"]                     # one warm-up run each, no timed repeats
 
 
 def _eval_conv(**kwargs):
@@ -189,3 +212,20 @@ def test_auto_measures_in_3d_and_asks_the_cost_model_in_1d_and_2d(monkeypatch):
     assert functional._MEASURED == {}
     FlexConv(2, 2, 3)(torch.randn(1, 2, 5, 5, 5))
     assert len(functional._MEASURED) == 1
+
+
+def test_auto_measures_the_near_ties_of_its_cost_model_and_trusts_the_clear_cases(monkeypatch):
+    import flexlib.functional as functional
+    from flexlib.functional import NEAR_TIE, choose_fft, path_costs
+    asked = []
+    monkeypatch.setattr(functional, "measured_fft", lambda x, *args: asked.append(tuple(x.shape)) or True)
+    shapes = {(64, 48, 64): (9,), (64, 24, 32, 32): (3, 3), (8, 30, 16000): (16001,)}
+    for shape, k in shapes.items():
+        x, w = torch.randn(*shape), torch.randn(shape[1], shape[1], *k)
+        causal = len(k) == 1
+        spatial, fft = path_costs(shape[0], shape[1], shape[1], shape[2:], k, causal)
+        near = max(spatial, fft) < NEAR_TIE * min(spatial, fft)
+        assert choose_fft("auto", x, w, None, causal) == (True if near else fft < spatial)
+        assert (tuple(x.shape) in asked) == near
+    assert asked == [(64, 48, 64)]                            # the 1-D layer whose two paths are within 1.5x
+
