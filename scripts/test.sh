@@ -5,6 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 unset PYTHONDONTWRITEBYTECODE MPLBACKEND
+# nbval stops the notebooks' kernels without letting them clean up: their temporary folders go into a scratch
+# folder removed when the tests end
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/flexlib-tests-XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+export TMPDIR="$scratch"
 if [ $# -eq 0 ]; then
   set -- tests notebooks --nbval-lax --nbval-current-env
 fi

@@ -148,7 +148,7 @@ def test_resolution_change_trains_retargets_and_finetunes(tmp_path):
     from flexlib.engine import load_model
     convs = [m for m in load_model(run_experiment(cfg, "res2", stop_after_epochs=1).run_dir).modules()
              if isinstance(m, FlexConv)]
-    expected = sum(float(magnet_max_frequency(c.kernel_net)) for c in convs) / len(convs)
+    expected = sum(float(magnet_max_frequency(c.kernel_net).detach()) for c in convs) / len(convs)
     assert rows[0]["f_magnet_mean"] == pytest.approx(expected, rel=1e-6)   # eq. 21 per epoch, over the layers
 
 
