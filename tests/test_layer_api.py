@@ -112,3 +112,14 @@ def test_integer_coordinates_are_refused_with_a_hint(module):
         module(coords)
     with pytest.raises(TypeError, match="coords must be a torch.Tensor"):
         module([[0.0, 1.0]])
+
+
+def test_importing_the_layer_library_loads_neither_the_paper_support_nor_pandas_or_matplotlib():
+    import subprocess
+    import sys
+    code = ("import sys, flexlib\n"
+            "from flexlib import FlexConv\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pandas', 'matplotlib', 'seaborn')\n"
+            "             or m.startswith('flexlib.paper')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
