@@ -52,8 +52,8 @@ def test_auto_choice_is_spatial_for_small_kernels_and_fft_for_global_long_ones()
     assert prefer_fft(8, 30, 30, (16000,), (16001,), causal=True)
 
 
-@pytest.mark.parametrize("slow", ["fft", "spatial"])
-def test_benchmark_mode_times_both_paths_once_per_signature_and_keeps_the_faster(monkeypatch, slow):
+def _slowed_paths(monkeypatch, delay: dict[str, float]) -> list[str]:
+    """Make the spatial and FFT paths of flexlib.functional sleep `delay[name]` s per run; returns the list of runs."""
     import time
 
     import flexlib.functional as functional
@@ -62,17 +62,25 @@ def test_benchmark_mode_times_both_paths_once_per_signature_and_keeps_the_faster
     def slowed(name, fn):
         def run(*args):
             calls.append(name)
-            time.sleep(0.01 if name == slow else 0.004)   # close paths: both are timed
+            time.sleep(delay[name])
             return fn(*args)
         return run
 
     monkeypatch.setattr(functional, "conv_nd", slowed("spatial", conv_nd))
     monkeypatch.setattr(functional, "fft_conv_nd", slowed("fft", fft_conv_nd))
     monkeypatch.setattr(functional, "_MEASURED", {})
+    return calls
+
+
+@pytest.mark.parametrize("slow", ["fft", "spatial"])
+def test_benchmark_mode_times_both_paths_once_per_signature_and_keeps_the_faster(monkeypatch, slow):
+    import flexlib.functional as functional
+    fast = "spatial" if slow == "fft" else "fft"
+    calls = _slowed_paths(monkeypatch, {slow: 0.03, fast: 0.01})            # close paths: both are timed
     conv = FlexConv(3, 4, 1, conv_mode="benchmark")
     x = torch.randn(2, 3, 40)
     conv(x)
-    assert conv.last_conv_mode == ("spatial" if slow == "fft" else "fft")
+    assert conv.last_conv_mode == fast
     assert calls.count("fft") == calls.count("spatial") == 4       # a warm-up and 3 timed runs each
     conv(x)
     assert len(functional._MEASURED) == 1 and len(calls) == 8       # same signature: no new measurement
@@ -82,25 +90,11 @@ def test_benchmark_mode_times_both_paths_once_per_signature_and_keeps_the_faster
 
 @pytest.mark.parametrize("slow", ["fft", "spatial"])
 def test_a_hopeless_path_is_run_once_not_timed_again(monkeypatch, slow):
-    import time
-
-    import flexlib.functional as functional
-    calls = []
-
-    def slowed(name, fn):
-        def run(*args):
-            calls.append(name)
-            if name == slow:
-                time.sleep(0.3)                            # > 20x the other path's warm-up on these tiny shapes
-            return fn(*args)
-        return run
-
-    monkeypatch.setattr(functional, "conv_nd", slowed("spatial", conv_nd))
-    monkeypatch.setattr(functional, "fft_conv_nd", slowed("fft", fft_conv_nd))
-    monkeypatch.setattr(functional, "_MEASURED", {})
+    fast = "spatial" if slow == "fft" else "fft"
+    calls = _slowed_paths(monkeypatch, {slow: 2.0, fast: 0.0})   # > 20x the other's warm-up, even under load
     conv = FlexConv(3, 4, 1, conv_mode="benchmark")
     conv(torch.randn(2, 3, 40))
-    assert conv.last_conv_mode == ("spatial" if slow == "fft" else "fft")
+    assert conv.last_conv_mode == fast
     assert calls == ["spatial", "fft"]                     # one warm-up run each, no timed repeats
 
 
