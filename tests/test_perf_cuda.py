@@ -9,6 +9,7 @@ from torch import nn
 from flexlib import FlexConv
 from flexlib.functional import conv_nd, fft_conv_nd
 from flexlib.models import create
+from test_perf_batched import _reference_and_batched
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CUDA = "cuda"
@@ -78,14 +79,7 @@ def test_batched_kernels_on_cuda_give_the_per_layer_outputs_and_gradients():
     torch.manual_seed(0)
     model = create("flexnet-16", 3, 10, mask_init="official", dropout=0.0).to(CUDA)
     x = torch.randn(8, 3, 32, 32, device=CUDA)
-    results = []
-    for batch in (False, True):
-        model.batch_kernels = batch
-        model.zero_grad(set_to_none=True)
-        y = model(x)
-        y.square().mean().backward()
-        results.append((y.detach(), [p.grad.clone() for p in model.parameters()]))
-    (y_ref, g_ref), (y, g) = results
+    (y_ref, g_ref), (y, g) = _reference_and_batched(model, x)
     assert ((y - y_ref).abs().max() / y_ref.abs().max()).item() < 1e-5
     floor = 1e-6 * max(b.abs().max() for b in g_ref)
     assert max(((a - b).abs().max() / b.abs().max().clamp_min(floor)).item() for a, b in zip(g, g_ref)) < 1e-4
