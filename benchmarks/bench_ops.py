@@ -15,9 +15,8 @@ from __future__ import annotations
 import warnings
 
 import torch
-from torch import nn
 
-from common import parse_args, save, table
+from common import parse_args, save, table, train_step
 from flexlib.engine.timing import time_interleaved
 from flexlib.models import create
 
@@ -33,13 +32,6 @@ def build(spec, device):
     name, c_in, classes, overrides = spec
     torch.manual_seed(0)
     return create(name, c_in, classes, **overrides).to(device)
-
-
-def train_step(model, x, y):
-    def step():
-        model.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x), y).backward()
-    return step
 
 
 def aten_ops(step) -> int:
