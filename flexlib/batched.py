@@ -18,7 +18,7 @@ from torch import nn
 from .flexconv import FlexConv
 from .grids import coordinates
 from .kernelnets import batched as kb
-from .mask import EPS, support_box, threshold_radius
+from .mask import gaussian_mask, support_box, threshold_radius
 from .stacked import contiguous_strides, stack, views
 
 
@@ -95,24 +95,24 @@ def _group_kernels(convs, full, ranges, device, dtype) -> list[torch.Tensor]:
     return [_scaled(conv, kernel) for conv, kernel in zip(convs, views(values, layouts))]
 
 
-def _mask_kind(conv: FlexConv) -> str:
-    return "none" if conv.mask is None else "rotated" if conv.mask.theta is not None else "plain"
+def _mask_kind(conv: FlexConv) -> tuple:
+    """Layers batch together when their masks are of one kind and share their ε."""
+    if conv.mask is None:
+        return ("none",)
+    return ("rotated" if conv.mask.theta is not None else "plain", conv.mask.eps)
 
 
 def _masks(convs: list[FlexConv], coords: torch.Tensor) -> torch.Tensor | None:
     """w_gauss (eq. 1) of every layer at coords: (M, N), or None without masks."""
     kind = _mask_kind(convs[0])
-    if kind == "none":
+    if kind[0] == "none":
         return None
-    if kind == "rotated":
+    if kind[0] == "rotated":
         return torch.stack([conv.mask(coords) for conv in convs])
     m, dim = len(convs), coords.shape[-1]
     mean = stack([conv.mask.mean_param for conv in convs], view=(m, 1, dim))
     sigma = stack([conv.mask.sigma_param for conv in convs], view=(m, 1, dim))
-    # eq. 1 as flexlib.mask.gaussian_mask, with products instead of its ** 2 (whose backward adds operations:
-    # 18 more per FlexNet-16 step, measured with benchmarks/bench_ops.py)
-    d = coords - mean
-    return torch.exp(-0.5 * (d * d / (sigma * sigma + EPS)).sum(dim=-1))
+    return gaussian_mask(coords, mean, sigma, kind[1])
 
 
 def _scaled(conv: FlexConv, kernel: torch.Tensor) -> torch.Tensor:
@@ -127,14 +127,15 @@ def crop_ranges(convs: list[FlexConv], kernel_sizes) -> list[list[tuple[int, int
     for i, conv in enumerate(convs):
         if conv.mask is not None and conv.crop_threshold is not None:
             m = conv.mask
-            key = (m.data_dim, m.theta is not None, conv.crop_threshold, m.mean_param.device, m.mean_param.dtype)
+            key = (m.data_dim, m.theta is not None, conv.crop_threshold, m.eps, m.mean_param.device,
+                   m.mean_param.dtype)
             groups.setdefault(key, []).append(i)
     boxes: dict = {}
-    for (_, rotated, threshold, device, _), members in groups.items():
+    for (_, rotated, threshold, eps, device, _), members in groups.items():
         masks = [convs[i].mask for i in members]
         theta = torch.stack([m.theta for m in masks]) if rotated else None
         low, high = support_box(torch.stack([m.mean_param for m in masks]), torch.stack([m.sigma_param for m in masks]),
-                                threshold_radius(threshold), theta)
+                                threshold_radius(threshold), theta, eps)
         boxes.setdefault(device, []).append((members, torch.stack([low, high], dim=1)))
     supports: dict = {}
     for items in boxes.values():

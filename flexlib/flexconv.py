@@ -15,7 +15,7 @@ from . import checks
 from .functional import CONV_MODES, choose_fft, conv_nd, fft_conv_nd
 from .grids import GRIDS, coordinates, crop_range, grid, kernel_size_for
 from .kernelnets import build_kernel_net
-from .mask import OFFICIAL_INIT_SIGMA, PAPER_INIT_VARIANCE, GaussianMask
+from .mask import DEFAULT_EPS, OFFICIAL_INIT_SIGMA, PAPER_INIT_VARIANCE, GaussianMask
 
 __all__ = ["FlexConv", "CKConv", "CONV_MODES", "kernel_size_for", "grid", "crop_range"]
 
@@ -43,6 +43,8 @@ class FlexConv(nn.Module):
             σ = 0.075 and, for "magnet"/"gabor" kernel nets, μ ~ U(±1.667·σ) = U(±0.125)).
         mask_init_mean: "last" (default for causal; §4.2), "first" (§5) or "center" (default otherwise).
         rotated_mask: learn a rotation of the 2-D mask (App. D.3).
+        mask_eps: ε of the mask's σ² + ε (flexlib.mask.GaussianMask; default 1e-8, finite gradients as σ → 0;
+            0.0 computes eq. 1 as the authors' code does).
         grid: "paper" (App. A.2: an even input of n samples gets an (n + 1)-point kernel) or "official" (the
             authors' `horizon="same"`: a causal kernel has n points; see flexlib.grids.kernel_size_for).
         kernel_net_kwargs: further arguments of the kernel network (e.g. init="fathony", omega_0=..., mu_range=...).
@@ -57,7 +59,7 @@ class FlexConv(nn.Module):
                  crop_threshold: float | None = 0.1, conv_mode: str = "auto", hidden_features: int = 32,
                  num_layers: int = 3, mask: bool = True, bias: bool = True, mask_init: str = "paper",
                  mask_init_mean=None, rotated_mask: bool = False, kernel_net_kwargs: dict | None = None,
-                 cache_kernel: bool | None = None, grid: str = "paper"):
+                 cache_kernel: bool | None = None, grid: str = "paper", mask_eps: float = DEFAULT_EPS):
         super().__init__()
         name = type(self).__name__
         self.in_channels = checks.positive_int(name, "in_channels", in_channels)
@@ -90,7 +92,7 @@ class FlexConv(nn.Module):
             init_mean = mask_init_mean or ("last" if causal else "center")
             sigma_kw = {"init_sigma": OFFICIAL_INIT_SIGMA} if mask_init == "official" else \
                 {"init_variance": PAPER_INIT_VARIANCE}
-            self.mask = GaussianMask(data_dim, init_mean=init_mean, rotated=rotated_mask, **sigma_kw)
+            self.mask = GaussianMask(data_dim, init_mean=init_mean, rotated=rotated_mask, eps=mask_eps, **sigma_kw)
         else:
             self.mask = None
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
@@ -258,7 +260,7 @@ class CKConv(FlexConv):
     as the input."""
 
     def __init__(self, in_channels: int, out_channels: int, data_dim: int, kernel_net="magnet", **kwargs):
-        for arg in ("mask", "crop_threshold", "mask_init", "mask_init_mean", "rotated_mask"):
+        for arg in ("mask", "crop_threshold", "mask_init", "mask_init_mean", "rotated_mask", "mask_eps"):
             if arg in kwargs:
                 raise TypeError(f"CKConv has no mask: argument {arg!r} is not accepted (use FlexConv)")
         super().__init__(in_channels, out_channels, data_dim, kernel_net=kernel_net, mask=False,

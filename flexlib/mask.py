@@ -2,8 +2,9 @@
 
 w_gauss(x; μ, σ²) = Π_d exp(-½ (x_d - μ_d)² / σ_d²)                                   (eq. 1)
 
-Deviation from the official code: σ² is guarded as σ² + ε (ε = 1e-8, the CCNN fix), so that the gradient
-stays finite as σ → 0; the official FlexConv divides by σ directly and produces inf gradients.
+Deviation from the official code: σ² is guarded as σ² + ε (`eps`, default ε = 1e-8, the CCNN fix), so that the
+gradient stays finite as σ → 0; the official FlexConv divides by σ² directly and produces inf gradients. ε = 0 gives
+the authors' arithmetic exactly (their training trajectories are reproduced with it: tests/test_authors_trajectory.py).
 """
 from __future__ import annotations
 
@@ -14,16 +15,21 @@ from torch import nn
 
 from . import checks
 
-EPS = 1e-8
+DEFAULT_EPS = 1e-8   # ε of σ² + ε in eq. 1 (the finite-gradient fix); 0 = the authors' arithmetic
 
 PAPER_INIT_VARIANCE = 0.125  # App. D.1: σ_X², σ_Y² = 0.125
 OFFICIAL_INIT_SIGMA = 0.075  # rjbruin/flexconv commands: mask.init_value=0.075, stored as σ itself
 
 
-def gaussian_mask(coords: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Eq. 1 for D dims: coords (N, D), mu and sigma (D,) → (N,)."""
-    z = (coords - mu) ** 2 / (sigma**2 + EPS)
-    return torch.exp(-0.5 * z.sum(dim=-1))
+def gaussian_mask(coords: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
+                  eps: float = DEFAULT_EPS) -> torch.Tensor:
+    """Eq. 1 for D dims with σ² guarded as σ² + ε: coords (N, D), mu and sigma (..., D) → (..., N) (batched over
+    the leading dims of mu and sigma, e.g. (M, 1, D) for M masks).
+
+    Written with products, not `** 2`: the backward of a square costs more operations (18 more per FlexNet-16
+    training step, benchmarks/bench_ops.py)."""
+    d = coords - mu
+    return torch.exp(-0.5 * (d * d / (sigma * sigma + eps)).sum(dim=-1))
 
 
 def rotate(coords: torch.Tensor, theta: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
@@ -40,12 +46,12 @@ def threshold_radius(threshold: float) -> float:
     return math.sqrt(-2.0 * math.log(threshold))
 
 
-def support_box(mean: torch.Tensor, sigma: torch.Tensor, radius: float,
-                theta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """[low, high] per dim where eq. 1 is ≥ the threshold of `radius` = sqrt(-2 ln t) (the axis-aligned box
-    around the ellipse for a 2-D mask rotated by θ), clipped to [-1, 1]. Batched: mean, sigma (..., D), theta
-    (...)."""
-    half = sigma.abs() * radius
+def support_box(mean: torch.Tensor, sigma: torch.Tensor, radius: float, theta: torch.Tensor | None = None,
+                eps: float = DEFAULT_EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """[low, high] per dim where eq. 1 (with σ² + ε) is ≥ the threshold of `radius` = sqrt(-2 ln t): μ ± √(σ² + ε)·r
+    (the axis-aligned box around the ellipse for a 2-D mask rotated by θ), clipped to [-1, 1]. Batched: mean,
+    sigma (..., D), theta (...)."""
+    half = (sigma * sigma + eps).sqrt() * radius if eps else sigma.abs() * radius
     if theta is not None:
         c, s = torch.cos(theta).abs().unsqueeze(-1), torch.sin(theta).abs().unsqueeze(-1)
         h0, h1 = half[..., :1], half[..., 1:]
@@ -63,12 +69,14 @@ class GaussianMask(nn.Module):
         init_mean: "center" (μ = 0), "last" (μ = +1, the most recent step of a causal kernel, §4.2),
             "first" (μ = -1, the far past, §5), or a sequence of D floats.
         rotated: learn a rotation angle θ of the 2-D mask (App. D.3).
+        eps: ε in σ² + ε, the denominator of eq. 1 and of the crop's roots (default 1e-8: finite gradients as
+            σ → 0; 0: the authors' arithmetic, bit for bit).
 
     `mean` and `sigma` return μ and σ of eq. 1 as tensors of shape (D,).
     """
 
     def __init__(self, data_dim: int, init_variance: float = PAPER_INIT_VARIANCE, init_sigma: float | None = None,
-                 init_mean="center", rotated: bool = False):
+                 init_mean="center", rotated: bool = False, eps: float = DEFAULT_EPS):
         super().__init__()
         checks.one_of("GaussianMask", "data_dim", data_dim, (1, 2, 3))
         if rotated and data_dim != 2:
@@ -78,6 +86,7 @@ class GaussianMask(nn.Module):
         else:
             sigma0 = math.sqrt(checks.real("GaussianMask", "init_variance", init_variance, low=0.0))
         self.data_dim = data_dim
+        self.eps = checks.real("GaussianMask", "eps", eps, low=0.0, low_open=False)
         self.mean_param = nn.Parameter(_initial_mean(init_mean, data_dim))
         self.sigma_param = nn.Parameter(torch.full((data_dim,), float(sigma0)))
         self.theta = nn.Parameter(torch.zeros(())) if rotated else None
@@ -94,18 +103,19 @@ class GaussianMask(nn.Module):
         checks.coordinates("GaussianMask", coords, self.data_dim)
         if self.theta is not None:
             coords = rotate(coords, self.theta, self.mean_param)
-        return gaussian_mask(coords, self.mean_param, self.sigma_param)
+        return gaussian_mask(coords, self.mean_param, self.sigma_param, self.eps)
 
     @torch.no_grad()
     def support(self, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-dimension interval [low, high] where the mask is ≥ `threshold` (the axis-aligned box around the
         ellipse for a rotated mask), clipped to [-1, 1]."""
-        return support_box(self.mean_param, self.sigma_param, threshold_radius(threshold), self.theta)
+        return support_box(self.mean_param, self.sigma_param, threshold_radius(threshold), self.theta, self.eps)
 
     def extra_repr(self) -> str:
         mu = [round(v, 4) for v in self.mean.tolist()]
         sigma = [round(v, 4) for v in self.sigma.tolist()]
-        return f"data_dim={self.data_dim}, mean={mu}, sigma={sigma}, rotated={self.theta is not None}"
+        eps = f", eps={self.eps:g}" if self.eps != DEFAULT_EPS else ""
+        return f"data_dim={self.data_dim}, mean={mu}, sigma={sigma}, rotated={self.theta is not None}{eps}"
 
 
 def _initial_mean(init_mean, data_dim: int) -> torch.Tensor:

@@ -24,7 +24,7 @@ from torch import nn
 from flexlib.engine.cli import main
 from flexlib.engine.config import ConfigError, load_config
 from flexlib.engine.evaluate import RELEASED, plan_resolutions, resolve_checkpoint
-from flexlib.mask import EPS
+from flexlib.mask import DEFAULT_EPS as EPS
 from flexlib.models import (AuthorsCheckpointError, create, from_authors_checkpoint, to_authors_state_dict)
 from flexlib.models.authors import load_authors_state_dict
 
@@ -203,6 +203,9 @@ def test_loaded_model_reproduces_the_authors_forward_pass(kind, float64):
     assert torch.allclose(got, exact_eps, rtol=1e-9, atol=1e-9 * exact_eps.abs().max())
     # flexlib's mask divides by σ² + 1e-8: a relative change of at most ~1e-5 here
     assert torch.allclose(got, authors, rtol=1e-4, atol=1e-4 * authors.abs().max())
+    with torch.no_grad():   # mask_eps=0.0 through the public API: the authors' arithmetic
+        exact = _ours(ref.state_dict(), kind, mask_eps=0.0)(x)
+    assert torch.allclose(exact, authors, rtol=1e-9, atol=1e-9 * authors.abs().max())
 
 
 def test_mask_layout_sign_and_threshold_come_from_the_checkpoint(float64):

@@ -114,3 +114,29 @@ def test_bad_mask_arguments():
         GaussianMask(1, init_mean="middle")
     with pytest.raises(ValueError, match="rotated"):
         GaussianMask(1, rotated=True)
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-8, 1e-3])
+def test_eps_enters_eq1_and_the_crop_as_sigma_squared_plus_eps(eps):
+    """w = exp(-½ (x - μ)² / (σ² + ε)) and the crop keeps exactly the grid points where that w ≥ 0.1, for the ε the
+    mask holds (FlexConv(mask_eps=...) passes it on)."""
+    conv = FlexConv(1, 1, 2, mask_eps=eps).double()
+    assert conv.mask.eps == eps
+    sigma, size = 0.05, 129
+    with torch.no_grad():
+        conv.mask.sigma_param.fill_(sigma)
+    x = np.linspace(-1, 1, size)
+    w = np.exp(-0.5 * x**2 / (sigma**2 + eps))
+    coords = torch.tensor(np.stack([x, np.zeros_like(x)], -1))
+    np.testing.assert_allclose(conv.mask(coords).detach().numpy(), w, rtol=1e-12)
+    expected = int((w >= 0.1).sum())
+    assert [len(a) for a in conv.crop_axes((size, size))] == [expected, expected]
+
+
+def test_mask_eps_must_be_a_non_negative_number():
+    for bad in (-1e-8, float("nan"), "0"):
+        with pytest.raises(ValueError, match="eps"):
+            GaussianMask(2, eps=bad)
+    with pytest.raises(TypeError, match="mask_eps"):
+        from flexlib import CKConv
+        CKConv(1, 1, 1, mask_eps=0.0)

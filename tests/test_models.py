@@ -76,8 +76,10 @@ def test_forward_backward_every_name(name):
 
 @pytest.mark.parametrize("name", ["flextcn-2", "cktcn-2", "ckcnn-2", "flextcn-2-conv"])
 def test_sequence_models_are_causal(name):
+    # ckcnn-2's own norm, the authors' LayerNorm, normalizes over the whole sequence (see the next test); its
+    # convolutions are causal, shown with the per-position LayerNorm
     model = (M.create("flextcn-2", 3, 4, type="conv", kernel_size=5) if name == "flextcn-2-conv"
-             else M.create(name, 3, 4)).eval()
+             else M.create(name, 3, 4, norm="channel_layer") if name == "ckcnn-2" else M.create(name, 3, 4)).eval()
     x = torch.randn(2, 3, 40)
     t0 = 25
     x2 = x.clone()
@@ -86,6 +88,25 @@ def test_sequence_models_are_causal(name):
         a, b = model.features(x), model.features(x2)
     torch.testing.assert_close(a[:, :, :t0], b[:, :, :t0], atol=1e-5, rtol=1e-5)
     assert (a[:, :, t0:] - b[:, :, t0:]).abs().max() > 1e-3, "later steps should see the perturbation"
+
+
+def test_ckcnn_normalizes_as_the_authors_layer_norm_over_channels_and_positions():
+    """The authors' CKCNN LayerNorm (ckconv/nn/norm.py) is a GroupNorm with one group: per example, the mean and
+    the biased variance over (C, L), then a scale and shift per channel."""
+    model = M.create("ckcnn-2", 3, 4)
+    norm = model.blocks[0].norm1
+    assert isinstance(norm, torch.nn.GroupNorm) and norm.num_groups == 1
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.normal_()
+    x = torch.randn(2, 30, 17, dtype=torch.float64) * 3 + 1
+    mean = x.mean(dim=(1, 2), keepdim=True)
+    var = ((x - mean) ** 2).mean(dim=(1, 2), keepdim=True)
+    expected = (x - mean) / torch.sqrt(var + 1e-5) * norm.weight.double()[:, None] + norm.bias.double()[:, None]
+    torch.testing.assert_close(norm.double()(x), expected, rtol=1e-12, atol=1e-12)
+    x2 = x.clone()
+    x2[:, :, -1] += 5.0                   # a change at the last step moves every position's normalization
+    assert (norm(x2)[:, :, 0] - norm(x)[:, :, 0]).abs().max() > 1e-3
 
 
 def test_classification_reads_the_last_step():

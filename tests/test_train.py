@@ -176,12 +176,12 @@ def _ddp_worker(rank, port, out):
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     from flexlib.engine import distributed
-    from flexlib.engine.loop import StepOptions, batch_loss
+    from flexlib.engine import training_objective
     info = distributed.setup("cpu")
     model = distributed.wrap(_tiny_model(), info, torch.device("cpu"))
     x, y = _batch()
     shard = slice(rank * 4, (rank + 1) * 4)
-    loss, _, _ = batch_loss(model, x[shard], y[shard], StepOptions(alias_lambda=0.1))
+    loss, _, _ = training_objective(model, x[shard], y[shard], alias_lambda=0.1)
     loss.backward()
     if rank == 0:
         torch.save({n: p.grad for n, p in distributed.unwrap(model).named_parameters()}, out)
@@ -189,12 +189,12 @@ def _ddp_worker(rank, port, out):
 
 
 def test_two_process_ddp_gradient_equals_the_single_process_gradient(tmp_path):
-    from flexlib.engine.loop import StepOptions, batch_loss
+    from flexlib.engine import training_objective
     out = tmp_path / "grads.pt"
     mp.spawn(_ddp_worker, args=(_free_port(), str(out)), nprocs=2, join=True)
     model = _tiny_model()
     x, y = _batch()
-    loss, _, _ = batch_loss(model, x, y, StepOptions(alias_lambda=0.1))
+    loss, _, _ = training_objective(model, x, y, alias_lambda=0.1)
     loss.backward()
     ddp = torch.load(out)
     for name, p in model.named_parameters():
@@ -281,7 +281,8 @@ def test_kernel_norm_penalty_of_a_model_decays_only_ckconv_and_flexconv_kernels(
 
 @pytest.mark.parametrize("form", ["adam", "kernel_norm"])
 def test_weight_decay_form_puts_the_decay_in_adam_or_in_the_objective(form):
-    from flexlib.engine.loop import StepOptions, batch_loss
+    from flexlib.engine import training_objective
+    from flexlib.engine.loop import StepOptions
     from flexlib.engine.run import step_options
     from flexlib.engine.weight_decay import model_kernel_norm_penalty
     cfg = ExperimentConfig(DataConfig("smnist"), ModelConfig("flextcn-2"),
@@ -291,7 +292,7 @@ def test_weight_decay_form_puts_the_decay_in_adam_or_in_the_objective(form):
         {0.01 if form == "adam" else 0.0}
     opts = step_options(cfg, num_classes=5)
     x, y = _batch()
-    loss, ce, _ = batch_loss(model, x, y, opts)
+    loss, ce, _ = training_objective(model, x, y, **opts.objective_kwargs())
     extra = 0.01 * model_kernel_norm_penalty(model).item() if form == "kernel_norm" else 0.0
     assert opts.kernel_weight_decay == (0.01 if form == "kernel_norm" else 0.0)
     assert math.isclose(loss.item() - ce.item(), extra, rel_tol=1e-4, abs_tol=1e-7) and (extra > 0) == (form != "adam")

@@ -22,8 +22,8 @@ numbers in another layout:
 Both evaluate the same functions: the authors' grid is ``meshgrid(linspace(-1, 1, k), ...)`` with channel d the
 coordinate along kernel axis d, as our coordinates (N, D); their Gabor layers scale the sine weights by γ·25.6/√L
 once at init, so the stored weights are the effective ones in both codes (no rescaling on load); σ may be
-stored negative, only σ² and |σ| are used in both. Numerical difference: our mask divides by σ² + 1e-8 (see
-flexlib.mask), a relative change of 1e-8/σ² in the exponent.
+stored negative, only σ² and |σ| are used in both. Numerical difference: our mask divides by σ² + ε with ε = 1e-8 by
+default (see flexlib.mask), a relative change of ε/σ² in the exponent; `mask_eps=0.0` computes what theirs computes.
 """
 from __future__ import annotations
 
@@ -191,7 +191,8 @@ def from_authors_checkpoint(checkpoint: str | Path | Mapping[str, torch.Tensor],
     checkpoint's `mask_threshold`. With `source_res` and `target_res` (px) the model is retargeted as the
     authors' run_crossres.py does (eq. 9: kernels × (source/target)^D, sampled on target + 1 points): a
     cross-resolution source checkpoint evaluated at the target, or a fine-tuned "final" one (trained at the
-    source, fine-tuned at the target with that factor)."""
+    source, fine-tuned at the target with that factor). Further keyword arguments go to `flexlib.models.create`,
+    e.g. ``mask_eps=0.0`` for the authors' arithmetic of eq. 1 or ``dropout=0.0``."""
     state = dict(checkpoint) if isinstance(checkpoint, Mapping) else load_authors_state_dict(checkpoint, map_location)
     model = create(name, in_channels, num_classes, **overrides)
     plan, layout, extras = _plan(model)

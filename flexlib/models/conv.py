@@ -14,6 +14,7 @@ from torch import nn
 
 from ..flexconv import CKConv, FlexConv
 from ..kernelnets import KERNEL_NETS
+from ..mask import DEFAULT_EPS
 from .njet import NJetConv
 
 CONV_TYPES = ("flexconv", "ckconv", "conv", "njet")
@@ -33,6 +34,7 @@ class ConvConfig:
     bias: bool = True
     crop_threshold: float = 0.1       # flexconv dynamic cropping
     mask_init: str = "paper"          # flexconv: "paper" (σ² = 0.125) or "official" (σ = 0.075)
+    mask_eps: float = DEFAULT_EPS     # flexconv: ε of the mask's σ² + ε (flexlib.mask); 0.0 = the authors' arithmetic
     conv_mode: str = "auto"           # "auto" | "spatial" | "fft" | "benchmark"
     grid: str = "paper"               # flexconv/ckconv: "paper" (App. A.2) or "official" (causal: L points)
     njet_order: int = 4               # N-Jet: Gaussian derivatives up to this order
@@ -126,7 +128,7 @@ def build_conv(cfg: ConvConfig, in_channels: int, out_channels: int, data_dim: i
                   kernel_net_kwargs=cfg.kernel_net_kwargs())
     if cfg.type == "flexconv":
         conv = FlexConv(in_channels, out_channels, data_dim, crop_threshold=cfg.crop_threshold,
-                        mask_init=cfg.mask_init, **common)
+                        mask_init=cfg.mask_init, mask_eps=cfg.mask_eps, **common)
     elif cfg.kernel_size is not None:
         conv = FixedSizeCKConv(in_channels, out_channels, data_dim, kernel_size=cfg.kernel_size, **common)
     else:

@@ -1,8 +1,9 @@
 """Sequence classifiers: FlexTCN-L, CKTCN-L and CKCNN (§4.2, Tables 1 and 2).
 
 The TCN of Bai et al. (2018) with its convolutions replaced by causal FlexConvs (FlexTCN), by causal CKConvs
-without mask (CKTCN), or by SIREN CKConvs with weight-normalised kernel nets and LayerNorm (CKCNN, Romero et
-al. 2021). L residual blocks of constant width, no stem, no pooling; the class is read from the last time step.
+without mask (CKTCN), or by SIREN CKConvs with weight-normalised kernel nets and the authors' LayerNorm (CKCNN,
+Romero et al. 2021). L residual blocks of constant width, no stem, no pooling; the class is read from the last time
+step.
 """
 from __future__ import annotations
 
