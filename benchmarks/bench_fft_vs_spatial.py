@@ -1,5 +1,5 @@
 """Benchmark 2: spatial vs FFT convolution over kernel sizes 3…257, and how far the automatic choice
-(flexlib.functional.prefer_fft) is from the faster path.
+(flexlib.layers.path_choice.prefer_fft) is from the faster path.
 
 1D: causal, length 1024, kernel 3…257. 2D: 'same', 64×64, kernel 3…65 (on CPU a 129×129 spatial step already
 takes ~40 s, and a 257×257 one on an image that holds it many minutes, while the FFT takes ~0.2 s). Forward + backward of the functional
@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 
 from common import parse_args, save, table
-from flexlib.engine.timing import time_interleaved
+from flexlib.paper.timing import time_interleaved
 
-from flexlib.functional import conv_nd, fft_conv_nd, prefer_fft
+from flexlib.layers.conv import conv_nd, fft_conv_nd
+from flexlib.layers.path_choice import prefer_fft
 
 
 def main():

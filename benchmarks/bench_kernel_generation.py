@@ -1,15 +1,15 @@
 """Benchmark 5: kernel generation alone (mask + kernel net over the cropped grid, forward + backward) as a share
 of the FlexConv layer's training step, per layer shape, and over a whole FlexNet-16 training step (all 15 kernels
-computed together as the model does, flexlib.batched, and each layer on its own)."""
+computed together as the model does, flexlib.layers.fused, and each layer on its own)."""
 from __future__ import annotations
 
 import torch
 
 from common import flexnet16, parse_args, save, set_crop, table, train_step
-from flexlib.engine.timing import time_interleaved
+from flexlib.paper.timing import time_interleaved
 
 from flexlib import FlexConv
-from flexlib.batched import batched_kernels
+from flexlib.layers.fused import fused_kernels
 
 
 def main():
@@ -47,7 +47,7 @@ def main():
 
     def batched():
         model.zero_grad(set_to_none=True)
-        sum(k.square().mean() for k, _ in batched_kernels(convs, (32, 32))).backward()
+        sum(k.square().mean() for k, _ in fused_kernels(convs, (32, 32))).backward()
 
     t = time_interleaved({"step": train_step(model, xb, yb), "batched": batched, "per_layer": per_layer},
                          settings["repeats"], device=args.device)

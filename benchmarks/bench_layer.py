@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common import parse_args, save, set_crop, table
-from flexlib.engine.timing import peak_memory, time_interleaved
+from flexlib.paper.timing import peak_memory, time_interleaved
 
 import flexlib
 from flexlib import FlexConv

@@ -1,12 +1,11 @@
-"""Benchmark 7 (issue 12): operations, host reads and step time of a whole FlexNet-16 and FlexTCN-6 training step
-against the same network with discrete 3-tap kernels ("w/ conv. (k = 3)").
+"""Operations, host reads and step time of a whole FlexNet-16 and FlexTCN-6 training step against the same
+network with discrete 3-tap kernels ("w/ conv. (k = 3)").
 
-Per model: aten operations of one forward + backward as torch.profiler lists them (nested ones included, the
-count issue 12 uses), for the model's FlexConvs computing their kernels together (flexlib.batched, the default)
-and each on its own (`batch_kernels = False`); device-to-host reads per forward (on CUDA the synchronizations
-torch.cuda.set_sync_debug_mode reports, on CPU the calls of Tensor.tolist/item/__bool__/__int__/__float__);
-and the step time of all, interleaved. FlexNet-16 runs issue 12's configuration (32×32, σ = 0.075), FlexTCN-6
-the library's defaults on sMNIST-shaped input (784 steps), both with spatial convolutions (the paper's runs)
+Per model: aten operations of one forward + backward as torch.profiler lists them (nested ones included), for the
+model's FlexConvs computing their kernels together (flexlib.layers.fused, the default) and each on its own
+(`batch_kernels = False`); device-to-host reads per forward (on CUDA the synchronizations
+torch.cuda.set_sync_debug_mode reports, on CPU the calls of Tensor.tolist/item/__bool__/__int__/__float__); and the
+step time of all, interleaved. FlexNet-16 runs at 32×32 with σ = 0.075, FlexTCN-6 the library's defaults on sMNIST-shaped input (784 steps), both with spatial convolutions (the paper's runs)
 and, as a fourth variant, with conv_mode="auto" (on CPU the fitted cost model takes the FFT path where it is
 faster here, each FFT layer costing some 300 operations more; `auto_fft_layers` counts them).
 """
@@ -17,7 +16,7 @@ import warnings
 import torch
 
 from common import parse_args, save, table, train_step
-from flexlib.engine.timing import time_interleaved
+from flexlib.paper.timing import time_interleaved
 from flexlib.models import create
 
 CASES = {

@@ -1,5 +1,5 @@
-"""Benchmark 2b (issue 12): is `auto` within 10 % of the faster of the spatial and FFT paths on the shapes users
-run? (For 1-D and 2-D on CPU `auto` is the cost model flexlib.functional.prefer_fft; in 3-D and on a GPU it times
+"""Is `auto` within 10 % of the faster of the spatial and FFT paths on the shapes users
+run? (For 1-D and 2-D on CPU `auto` is the cost model flexlib.layers.path_choice.prefer_fft; in 3-D and on a GPU it times
 both paths; the `cost_model` columns show how the model alone would have chosen.)
 
 A stratified sample of the space: every combination of data_dim, input size, causal (1-D) and crop (3 … the full
@@ -14,11 +14,12 @@ the other's measured time is not run (`auto` must then pick the other).
 
     python benchmarks/bench_path_choice.py            # the validation sweep (seed 0) → path_choice.json
     python benchmarks/bench_path_choice.py --fit      # a fitting sweep (seed 1) → path_choice_fit.json, and the
-                                                      # constants of flexlib.functional.path_costs printed
+                                                      # coefficients of flexlib.layers.path_choice printed
     python benchmarks/bench_path_choice.py --refit    # the constants again from the saved fitting sweep
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -29,9 +30,10 @@ import time
 import torch
 
 from common import RESULTS, parse_args, save
-from flexlib.engine.timing import time_interleaved
-from flexlib.functional import choose_fft, conv_nd, fft_conv_nd, fft_lengths, path_terms, prefer_fft
-from flexlib.grids import kernel_size_for
+from flexlib.paper.timing import time_interleaved
+from flexlib.layers.conv import conv_nd, fft_conv_nd, fft_lengths
+from flexlib.layers.path_choice import FFTTerms, SpatialTerms, path_terms, prefer_fft, uses_fft
+from flexlib.layers.grids import kernel_size_for
 
 SPACE = {
     1: {"sizes": [64, 256, 1024, 4096, 16000], "crops": [3, 9, 33, 129, 513, 2049, "full"]},
@@ -122,7 +124,7 @@ def measure(p: dict, repeats: int, device, measured_auto: bool = True) -> dict:
             t = time_interleaved(fns, repeats, warmup=0, device=device, budget_s=0)
     model = "fft" if prefer_fft(b, c, c, n, k, causal) else "spatial"              # the CPU-fitted cost model
     # auto in 3-D and on a GPU: measured (the fitting sweep, which fits the timings, not auto, skips that)
-    auto = ("fft" if choose_fft("auto", x, w, None, causal) else "spatial") if measured_auto else model
+    auto = ("fft" if uses_fft("auto", x, w, None, causal) else "spatial") if measured_auto else model
     best = min(t.values())
     return {**p, "spatial_ms": t["spatial"] * 1e3, "fft_ms": t["fft"] * 1e3, "skipped": skipped, "auto": auto,
             "faster": min(t, key=t.get), "auto_over_best": t[auto] / best, "cost_model": model,
@@ -130,7 +132,7 @@ def measure(p: dict, repeats: int, device, measured_auto: bool = True) -> dict:
 
 
 def fit(rows: list[dict]) -> dict:
-    """SPATIAL_COEF and FFT_COEF of flexlib.functional: positive coefficients of `path_terms` whose predicted
+    """The coefficients of flexlib.layers.path_choice.CPU_TRAINING_STEP: positive coefficients of `path_terms` whose predicted
     log(t_fft / t_spatial) fits the measured one (robust soft-L1 loss; an unrun path's point only asks for the
     right sign with 20× margin), best of 30 random starts, the FFT's channel contraction (a batched matmul) held
     to at least the cost of the direct 2-D multiply-adds it replaces (the sweep's batches are small, so it barely
@@ -140,8 +142,9 @@ def fit(rows: list[dict]) -> dict:
     from scipy.optimize import least_squares
 
     def terms(r, path):
-        return path_terms(r["batch"], r["channels"], r["channels"], (r["size"],) * r["dim"], (r["crop"],) * r["dim"],
-                          r["causal"])[path]
+        spatial, fft = path_terms(r["batch"], r["channels"], r["channels"], (r["size"],) * r["dim"],
+                                  (r["crop"],) * r["dim"], r["causal"])
+        return dataclasses.astuple(spatial if path == "spatial" else fft)
 
     sp = np.array([terms(r, "spatial") for r in rows], dtype=float)
     ff = np.array([terms(r, "fft") for r in rows], dtype=float)
@@ -168,7 +171,10 @@ def fit(rows: list[dict]) -> dict:
     wrong = [r for p, r in zip(predicted, rows)
              if (p < 0) != (r["fft_ms"] < r["spatial_ms"]) and max(r["fft_ms"], r["spatial_ms"]) / min(
                  r["fft_ms"], r["spatial_ms"]) > 1.10]
-    return {"SPATIAL_COEF": [float(f"{v:.4g}") for v in a * scale], "FFT_COEF": [float(f"{v:.4g}") for v in c * scale],
+    names = {"spatial": [f.name for f in dataclasses.fields(SpatialTerms)],
+             "fft": [f.name for f in dataclasses.fields(FFTTerms)]}
+    return {"spatial": {n: float(f"{v:.4g}") for n, v in zip(names["spatial"], a * scale)},
+            "fft": {n: float(f"{v:.4g}") for n, v in zip(names["fft"], c * scale)},
             "in_sample_points_off_by_over_10pct": len(wrong), "robust_cost": float(best.cost)}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from common import flexnet16, kernel_sizes, parse_args, save, table, train_step
-from flexlib.engine.timing import peak_memory, time_interleaved
+from flexlib.paper.timing import peak_memory, time_interleaved
 
 
 def main():

@@ -1,20 +1,17 @@
 """Shared helpers of the benchmark scripts: provenance, JSON output, model builders. The timer and the memory
-probe are flexlib.engine.timing's (the compute notebook uses the same ones).
+probe are flexlib.paper.timing's (the compute notebook uses the same ones).
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import resource
-import sys
 from pathlib import Path
 
 import torch
 
-from flexlib.engine.provenance import git_state
+from flexlib.engine.provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "benchmarks"
@@ -32,31 +29,9 @@ def parse_args(description: str, threads: int = 2) -> argparse.Namespace:
 
 
 def metadata(args: argparse.Namespace, settings: dict) -> dict:
-    """Provenance of a run: versions, device, threads, commit, date, and the benchmark's own settings."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    device = args.device
-    if torch.device(device).type == "cuda":
-        device = torch.cuda.get_device_name()
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        **git_state(),
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-        "device": device,
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "load_average_1min": os.getloadavg()[0],
-        "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "settings": settings,
-    }
+    """Provenance of a run (flexlib.engine.provenance), the machine's load, and the benchmark's own settings."""
+    return {**provenance(args.device), "load_average_1min": os.getloadavg()[0],
+            "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "settings": settings}
 
 
 def save(name: str, args: argparse.Namespace, settings: dict, rows: list[dict], summary: dict) -> Path:
@@ -73,8 +48,8 @@ def save(name: str, args: argparse.Namespace, settings: dict, rows: list[dict], 
 def set_crop(conv, kernel_size: int, input_size: int) -> None:
     """Set a FlexConv's mask σ so that dynamic cropping keeps `kernel_size` points per dim of the kernel grid
     for an input of `input_size` (μ stays at its init)."""
-    from flexlib.flexconv import kernel_size_for
-    from flexlib.mask import threshold_radius
+    from flexlib.layers.grids import kernel_size_for
+    from flexlib.layers.mask import threshold_radius
     full = kernel_size_for(input_size)
     step = 2.0 / (full - 1)
     if conv.causal:

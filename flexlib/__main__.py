@@ -1,7 +1,14 @@
-"""`python -m flexlib train|fit|evaluate ...`: the experiment engine's command line (flexlib.engine.cli)."""
+"""`python -m flexlib train|evaluate|fit ...`: the engine's commands (flexlib.engine.cli) and the paper's
+(flexlib.paper.commands)."""
 import sys
 
-from .engine.cli import main
+
+def main(argv: list[str] | None = None) -> int:
+    from .engine.cli import ENGINE_COMMANDS
+    from .engine.cli import main as run
+    from .paper.commands import PAPER_COMMANDS
+    return run(argv, (*ENGINE_COMMANDS, *PAPER_COMMANDS))
+
 
 if __name__ == "__main__":
     sys.exit(main())

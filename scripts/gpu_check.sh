@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 12's GPU check, in under 8 minutes on one GPU: the CUDA tests (FFT = spatial, gradients, one host sync per
+# The GPU check, in under 8 minutes on one GPU: the CUDA tests (FFT = spatial, gradients, one host sync per
 # forward, bf16 autocast), then on CUDA the operations/host syncs/step time of FlexNet-16 and FlexTCN-6 against
 # their 3-tap twins, FlexNet-16 with cropping on vs off, and a short path-choice sweep. Everything goes to
 # results/benchmarks/gpu/ (each JSON with its device and provenance; the test log and nvidia-smi beside them).

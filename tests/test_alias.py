@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from flexlib import CKConv, FlexConv
-from flexlib.alias import (alias_loss, filter_max_frequencies, flexconv_max_frequency, magnet_max_frequency,
+from flexlib.layers.alias import (alias_loss, filter_max_frequencies, flexconv_max_frequency, magnet_max_frequency,
                            mask_max_frequency, nyquist_frequency)
-from flexlib.kernelnets import FourierMFN, SIREN
+from flexlib.layers.kernelnets import FourierMFN, SIREN
 
 
 def np_gabor_fplus(f, sigma_cut=2.0):

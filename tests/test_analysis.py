@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from flexlib import FlexConv
-from flexlib.alias import flexconv_max_frequency, magnet_max_frequency, nyquist_frequency
+from flexlib.layers.alias import flexconv_max_frequency, magnet_max_frequency, nyquist_frequency
 from flexlib.paper.analysis import (amplitude_spectrum, flexconv_layers, frequency_table, mask_on_grid, mask_table,
                               strongest_kernel)
 from flexlib.models import create

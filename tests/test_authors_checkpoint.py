@@ -24,7 +24,7 @@ from torch import nn
 from flexlib.engine.cli import main
 from flexlib.engine.config import ConfigError, load_config
 from flexlib.engine.evaluate import RELEASED, plan_resolutions, resolve_checkpoint
-from flexlib.mask import DEFAULT_EPS as EPS
+from flexlib.layers.mask import DEFAULT_EPS as EPS
 from flexlib.models import (AuthorsCheckpointError, create, from_authors_checkpoint, to_authors_state_dict)
 from flexlib.models.authors import load_authors_state_dict
 

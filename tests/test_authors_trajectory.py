@@ -11,7 +11,7 @@ cross-entropy of every step, the state after the last step and the eval-mode log
 README in the project's shared folder says exactly what was run and measured.
 
 Here flexlib does the same through its public API only: `from_authors_checkpoint(..., mask_eps=0.0)` (the authors'
-mask divides by σ², flexlib's by σ² + ε; see flexlib.mask), `flexlib.engine.build_optimizer` and
+mask divides by σ², flexlib's by σ² + ε; see flexlib.layers.mask), `flexlib.engine.build_optimizer` and
 `flexlib.engine.train_step` with the kernel-norm weight decay. This test must stay green through every refactor of
 the engine and the layers.
 """

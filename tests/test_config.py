@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from flexlib.engine.config import ConfigError, ExperimentConfig, FitConfig, load_config
+from flexlib.engine.config import ConfigError, ExperimentConfig, load_config
+from flexlib.paper.kodak_fitting import FitConfig
 
 # Every engine experiment file (params/notebooks/ holds the notebooks' parameter files, another format), with every
 # value checked as `python -m flexlib train` checks it.

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from flexlib.engine.config import FitConfig
-from flexlib.data.kodak import kodak_image
+from flexlib.paper.kodak_fitting import FitConfig
+from flexlib.data.kodak_images import kodak_image
 from flexlib.paper.fitting import coordinate_grid, fit_image, psnr
-from flexlib.paper.kodak import run_fit
+from flexlib.paper.kodak_fitting import run_fit
 
 
 def test_grid_spans_the_square_in_image_order():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from flexlib import CKConv, FlexConv, param_groups
-from flexlib.resolution import retarget
+from flexlib.layers.resolution import retarget
 
 
 @pytest.mark.parametrize("n, k", [(32, 33), (33, 33), (1, 1), (784, 785)])

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from flexlib import FlexConv, GaussianMask
-from flexlib.flexconv import crop_range
+from flexlib.layers.grids import crop_range
 
 
 def test_eq1_matches_numpy_anisotropic():

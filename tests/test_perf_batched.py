@@ -1,13 +1,13 @@
-"""Issue 12: a model's kernels computed together (flexlib.batched) equal each layer's own path, in values and
+"""A model's kernels computed together (flexlib.layers.fused) equal each layer's own path, in values and
 gradients; FlexNet-16 issues at most 3× the operations of its discrete 3×3 twin and reads the host once."""
 import pytest
 import torch
 from torch import nn
 
 from flexlib import CKConv, FlexConv
-from flexlib.batched import batched_kernels, prepare_kernels
+from flexlib.layers.fused import SampledKernel, call, fused_kernels, model_kernels
 from flexlib.models import create
-from flexlib.stacked import stack, views
+from flexlib.layers.stacking import stack, views
 
 
 def _perturbed(convs):
@@ -45,7 +45,7 @@ def _grads(convs, kernels, weights):
 def test_batched_kernels_equal_each_layers_own_kernel_and_gradients(size):
     convs = _mixed_layers()
     own = [c.kernel_for(size) for c in convs]
-    batched = batched_kernels(convs, size)
+    batched = fused_kernels(convs, size)
     assert [k.shape for k, _ in batched] == [k.shape for k in own]
     assert len({k.shape for k in own}) > 3                        # the crops really differ
     for (kernel, full), ref, conv in zip(batched, own, convs):
@@ -61,7 +61,7 @@ def test_batched_causal_kernels_with_both_grids():
     convs = [c.double() for c in _perturbed([FlexConv(1, 4, 1, causal=True), FlexConv(4, 4, 1, causal=True),
                                             FlexConv(4, 4, 1, causal=True, grid="official"),
                                             CKConv(4, 4, 1, causal=True)])]
-    for (kernel, _), conv in zip(batched_kernels(convs, (40,)), convs):
+    for (kernel, _), conv in zip(fused_kernels(convs, (40,)), convs):
         torch.testing.assert_close(kernel, conv.kernel_for((40,)), atol=1e-12, rtol=1e-12)
 
 
@@ -97,15 +97,19 @@ def test_a_models_batched_kernels_give_the_per_layer_outputs_and_gradients(name,
     assert worst < tol
 
 
-def test_prepared_kernels_are_used_once_and_only_for_their_input_size():
+def test_a_handed_kernel_is_used_for_its_input_size_and_refused_for_another():
     torch.manual_seed(0)
     model = nn.Sequential(FlexConv(2, 3, 2), nn.ReLU(), FlexConv(3, 2, 2))
-    served = prepare_kernels(model, (9, 9))
-    assert all(c._pending is not None for c in served)
-    model[0](torch.randn(1, 2, 11, 11))                            # another size: the layer computes its own
-    assert model[0].last_kernel_size == (11, 11) and model[0]._pending is None
-    model[2](torch.randn(1, 3, 9, 9))
-    assert model[2]._pending is None                               # used, then dropped
+    kernels = model_kernels(model, (9, 9))
+    assert set(kernels) == {model[0], model[2]} and all(isinstance(k, SampledKernel) for k in kernels.values())
+    x = torch.randn(1, 2, 9, 9)
+    torch.testing.assert_close(call(model[0], x, kernels), model[0](x))
+    assert model[0].last_kernel_size == (9, 9)
+    doubled = {model[0]: SampledKernel(2 * kernels[model[0]].weight, (9, 9))}   # the layer uses what it is handed
+    torch.testing.assert_close(call(model[0], x, doubled), 2 * model[0](x) - model[0].bias[:, None, None])
+    with pytest.raises(ValueError, match=r"uncropped size \(9, 9\).*needs \(11, 11\)"):
+        call(model[0], torch.randn(1, 2, 11, 11), kernels)
+    assert torch.equal(call(model[1], x, kernels), torch.relu(x))  # a layer without a kernel runs as it is
 
 
 def test_stack_pads_and_hands_each_input_its_gradient():
@@ -146,7 +150,7 @@ def _aten_ops(model, x, y) -> int:
 
 
 def test_flexnet16_step_issues_at_most_3x_the_operations_of_the_3x3_network():
-    """Issue 12's configuration: batch 64, 32×32, σ = 0.075, with spatial convolutions as the paper's runs; every
+    """The benchmark's configuration: batch 64, 32×32, σ = 0.075, with spatial convolutions as the paper's runs; every
     aten op of forward + backward counted (nested ones included), as torch.profiler lists them.
     (benchmarks/bench_ops.py also counts the per-layer path and conv_mode="auto", which on this CPU takes the FFT
     path, faster here, at some 300 operations per layer.)"""

@@ -1,4 +1,4 @@
-"""The CUDA side of issue 12 (skipped without a GPU; scripts/gpu_check.sh runs them): FFT = spatial with gradients,
+"""The CUDA side of the speed work (skipped without a GPU; scripts/gpu_check.sh runs them): FFT = spatial with gradients,
 CUDA = CPU, the batched kernels and their single host synchronization per forward, bf16 autocast."""
 import warnings
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from flexlib import FlexConv
-from flexlib.functional import conv_nd, fft_conv_nd
+from flexlib.layers.conv import conv_nd, fft_conv_nd
 from flexlib.models import create
 from test_perf_batched import _reference_and_batched
 
@@ -102,10 +102,10 @@ def test_bf16_autocast_training_step_is_finite_and_close_to_float32(name, shape,
 
 
 def test_auto_on_cuda_times_both_paths_once_per_shape(monkeypatch):
-    import flexlib.functional as functional
-    monkeypatch.setattr(functional, "_MEASURED", {})
+    import flexlib.layers.path_choice as path_choice
+    monkeypatch.setattr(path_choice, "TIMER", path_choice.PathTimer())
     conv = FlexConv(4, 4, 1, causal=True).to(CUDA)
     x = torch.randn(2, 4, 300, device=CUDA)
     conv(x)
     conv(x)
-    assert len(functional._MEASURED) == 1 and conv.last_conv_mode in ("fft", "spatial")
+    assert len(path_choice.TIMER.choices) == 1 and conv.last_conv_mode in ("fft", "spatial")

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from flexlib import CKConv, FlexConv
-from flexlib.functional import conv_nd, fft_conv_nd, fft_lengths, fft_size, prefer_fft
+from flexlib.layers.conv import conv_nd, fft_conv_nd, fft_lengths, fft_size
+from flexlib.layers.path_choice import PathTimer, prefer_fft
 
 
 def direct_correlation_1d(x, w, causal):
@@ -53,10 +54,10 @@ def test_auto_choice_is_spatial_for_small_kernels_and_fft_for_global_long_ones()
 
 
 def _slowed_paths(monkeypatch, delay: dict[str, float]) -> list[str]:
-    """Make the spatial and FFT paths of flexlib.functional sleep `delay[name]` s per run; returns the list of runs."""
+    """Make the spatial and FFT paths the timer runs sleep `delay[name]` s per run; returns the list of runs."""
     import time
 
-    import flexlib.functional as functional
+    import flexlib.layers.path_choice as path_choice
     calls = []
 
     def slowed(name, fn):
@@ -66,15 +67,15 @@ def _slowed_paths(monkeypatch, delay: dict[str, float]) -> list[str]:
             return fn(*args)
         return run
 
-    monkeypatch.setattr(functional, "conv_nd", slowed("spatial", conv_nd))
-    monkeypatch.setattr(functional, "fft_conv_nd", slowed("fft", fft_conv_nd))
-    monkeypatch.setattr(functional, "_MEASURED", {})
+    monkeypatch.setattr(path_choice, "conv_nd", slowed("spatial", conv_nd))
+    monkeypatch.setattr(path_choice, "fft_conv_nd", slowed("fft", fft_conv_nd))
+    monkeypatch.setattr(path_choice, "TIMER", PathTimer())
     return calls
 
 
 @pytest.mark.parametrize("slow", ["fft", "spatial"])
 def test_benchmark_mode_times_both_paths_once_per_signature_and_keeps_the_faster(monkeypatch, slow):
-    import flexlib.functional as functional
+    import flexlib.layers.path_choice as path_choice
     fast = "spatial" if slow == "fft" else "fft"
     calls = _slowed_paths(monkeypatch, {slow: 0.03, fast: 0.01})            # close paths: both are timed
     conv = FlexConv(3, 4, 1, conv_mode="benchmark")
@@ -83,9 +84,9 @@ def test_benchmark_mode_times_both_paths_once_per_signature_and_keeps_the_faster
     assert conv.last_conv_mode == fast
     assert calls.count("fft") == calls.count("spatial") == 4       # a warm-up and 3 timed runs each
     conv(x)
-    assert len(functional._MEASURED) == 1 and len(calls) == 8       # same signature: no new measurement
+    assert len(path_choice.TIMER.choices) == 1 and len(calls) == 8   # same signature: no new measurement
     conv(torch.randn(2, 3, 41))
-    assert len(functional._MEASURED) == 2
+    assert len(path_choice.TIMER.choices) == 2
 
 
 @pytest.mark.parametrize("slow", ["fft", "spatial"])
@@ -107,7 +108,6 @@ def _fresh_output(conv, x):
     """What a new layer with `conv`'s state gives on x: the reference for a layer that must not be stale."""
     import copy
     fresh = copy.deepcopy(conv).unfreeze()
-    fresh._pending = None
     with torch.no_grad():
         return fresh(x)
 
@@ -115,7 +115,7 @@ def _fresh_output(conv, x):
 @pytest.mark.parametrize("change", ["mul_", "fill_", "data_fill", "causal", "crop_threshold", "conv_mode",
                                     "grid", "sampling_rate_norm", "load_state_dict", "optimizer", "dtype"])
 def test_an_eval_forward_never_uses_a_stale_kernel(change):
-    """Issue 10.6: after any change to what the kernel depends on, the next eval forward uses the new kernel."""
+    """After any change to what the kernel depends on, the next eval forward uses the new kernel."""
     dim = 1 if change in ("causal", "grid") else 2
     conv = FlexConv(3, 4, dim).eval()
     x = torch.randn(2, 3, *(16,) * dim)
@@ -173,12 +173,6 @@ def test_freeze_reuses_the_kernel_until_unfreeze():
     torch.testing.assert_close(frozen, live, atol=0, rtol=0)
 
 
-def test_cache_kernel_argument_is_accepted_with_a_deprecation_warning():
-    with pytest.warns(DeprecationWarning, match="freeze"):
-        conv = FlexConv(3, 4, 2, cache_kernel=False)
-    assert not conv.frozen
-
-
 def test_a_frozen_layer_moved_to_another_dtype_samples_its_kernel_again():
     conv, x = _eval_conv()
     conv.freeze()
@@ -199,27 +193,27 @@ def test_frozen_layer_restores_last_kernel_size_per_input_size():
 
 
 def test_auto_measures_in_3d_and_asks_the_cost_model_in_1d_and_2d(monkeypatch):
-    import flexlib.functional as functional
-    monkeypatch.setattr(functional, "_MEASURED", {})
+    import flexlib.layers.path_choice as path_choice
+    monkeypatch.setattr(path_choice, "TIMER", PathTimer())
     FlexConv(2, 2, 1, causal=True)(torch.randn(1, 2, 30))
     FlexConv(2, 2, 2)(torch.randn(1, 2, 9, 9))
-    assert functional._MEASURED == {}
+    assert path_choice.TIMER.choices == {}
     FlexConv(2, 2, 3)(torch.randn(1, 2, 5, 5, 5))
-    assert len(functional._MEASURED) == 1
+    assert len(path_choice.TIMER.choices) == 1
 
 
 def test_auto_measures_the_near_ties_of_its_cost_model_and_trusts_the_clear_cases(monkeypatch):
-    import flexlib.functional as functional
-    from flexlib.functional import NEAR_TIE, choose_fft, path_costs
+    import flexlib.layers.path_choice as path_choice
+    from flexlib.layers.path_choice import NEAR_TIE, path_costs, uses_fft
     asked = []
-    monkeypatch.setattr(functional, "measured_fft", lambda x, *args: asked.append(tuple(x.shape)) or True)
+    monkeypatch.setattr(path_choice, "_timed", lambda x, *args: asked.append(tuple(x.shape)) or True)
     shapes = {(64, 48, 64): (9,), (64, 24, 32, 32): (3, 3), (8, 30, 16000): (16001,)}
     for shape, k in shapes.items():
         x, w = torch.randn(*shape), torch.randn(shape[1], shape[1], *k)
         causal = len(k) == 1
         spatial, fft = path_costs(shape[0], shape[1], shape[1], shape[2:], k, causal)
         near = max(spatial, fft) < NEAR_TIE * min(spatial, fft)
-        assert choose_fft("auto", x, w, None, causal) == (True if near else fft < spatial)
+        assert uses_fft("auto", x, w, None, causal) == (True if near else fft < spatial)
         assert (tuple(x.shape) in asked) == near
     assert asked == [(64, 48, 64)]                            # the 1-D layer whose two paths are within 1.5x
 

@@ -1,4 +1,4 @@
-"""Issue 10 items 1-3, as a user meets them: checkpoints that are verified data and fall back to the previous one,
+"""As a user meets them: checkpoints that are verified data and fall back to the previous one,
 runs that never overwrite each other, and diverging runs that stop and keep their last good checkpoint."""
 import hashlib
 import io
@@ -20,10 +20,10 @@ from torch import nn
 from flexlib.__main__ import main
 from flexlib.engine import (CheckpointError, CheckpointWarning, ConfigError, DivergenceError, RunDirError,
                             load_model, run_experiment)
-from flexlib.engine import checkpoint, rundir
+from flexlib.engine import checkpoint
 from flexlib.engine.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig, to_dict
-from flexlib.engine.divergence import NonFiniteLossError, check_evaluation, check_loss
-from flexlib.engine.restore import CHECKPOINT
+from flexlib.engine.step import NonFiniteLossError, check_evaluation, check_loss
+from flexlib.engine.checkpoint import CHECKPOINT
 from flexlib.models import create
 
 torch.set_num_threads(1)
@@ -69,7 +69,7 @@ def two_epochs(tmp_path_factory):
 def run(two_epochs, tmp_path):
     folder = tmp_path / "run"
     shutil.copytree(two_epochs[0], folder)
-    (folder / rundir.LOCK).unlink(missing_ok=True)
+    (folder / checkpoint.LOCK).unlink(missing_ok=True)
     return folder
 
 
@@ -268,14 +268,14 @@ def test_run_dir_of_an_existing_run_is_refused_and_the_run_untouched(run, tmp_pa
 
 def test_an_empty_existing_folder_is_used_and_a_file_is_refused(tmp_path):
     (tmp_path / "empty").mkdir()
-    assert rundir.claim(tmp_path / "empty", tmp_path, "x") == (tmp_path / "empty", False)
+    assert checkpoint.claim(tmp_path / "empty", tmp_path, "x") == (tmp_path / "empty", False)
     (tmp_path / "file").write_text("x")
     with pytest.raises(RunDirError, match="is a file"):
-        rundir.claim(tmp_path / "file", tmp_path, "x")
+        checkpoint.claim(tmp_path / "file", tmp_path, "x")
 
 
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
-    folders = {rundir.claim(None, tmp_path, "same")[0] for _ in range(3)}
+    folders = {checkpoint.claim(None, tmp_path, "same")[0] for _ in range(3)}
     assert len(folders) == 3 and all(f.is_dir() for f in folders)
 
 
@@ -298,7 +298,7 @@ def test_failed_starts_leave_no_run_folder(tmp_path, bad):
 
 
 def test_a_run_in_use_by_another_process_is_refused(run, capsys):
-    with rundir.locked(run):
+    with checkpoint.locked(run):
         code, err = resume(run, capsys)
     assert code == 2 and "in use by another flexlib process" in err
 

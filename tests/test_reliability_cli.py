@@ -1,4 +1,4 @@
-"""Issue 10 items 4-5, as a user meets them: every config value checked where it is read (file, key, value, what
+"""As a user meets them: every config value checked where it is read (file, key, value, what
 is allowed), and the command line answering every deliberate error in one line with exit code 2."""
 import os
 import subprocess
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from flexlib.__main__ import main
-from flexlib.engine.config import ConfigError, FitConfig, load_config
+from flexlib.engine.config import ConfigError, load_config
+from flexlib.paper.kodak_fitting import FitConfig
 
 PARAMS = Path(__file__).resolve().parent.parent / "params" / "experiments"
 SEQ = "full:\n  data: {dataset: smnist, offline: true}\n  model: {name: flextcn-2, kwargs: {width: 8}}\n"

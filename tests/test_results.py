@@ -1,4 +1,4 @@
-"""The committed results are what issue 9 asks of them: every executed notebook shows its figures inline, every
+"""The committed results are what a reader needs: every executed notebook shows its figures inline, every
 result names an existing commit of a clean tree, and nothing names a folder of the machine that ran it."""
 from __future__ import annotations
 

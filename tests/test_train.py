@@ -144,7 +144,7 @@ def test_resolution_change_trains_retargets_and_finetunes(tmp_path):
                                                              ("finetune", 16)]
     assert all(math.isfinite(r["test_loss"]) for r in rows)
     assert rows[0]["train_objective"] > rows[0]["train_loss"]          # λ L_HF is in the objective, not the CE
-    from flexlib.alias import magnet_max_frequency
+    from flexlib.layers.alias import magnet_max_frequency
     from flexlib.engine import load_model
     convs = [m for m in load_model(run_experiment(cfg, "res2", stop_after_epochs=1).run_dir).modules()
              if isinstance(m, FlexConv)]
@@ -229,7 +229,7 @@ def test_a_model_without_flexconvs_is_tested_at_the_target_resolution_as_it_is(t
 # --- the official code's weight decay (optim.weight_decay_form: kernel_norm) and top-5 accuracy --------------------
 
 def test_kernel_norm_penalty_is_the_sum_of_unsquared_l2_norms_with_their_gradient():
-    from flexlib.engine.weight_decay import kernel_norm_penalty
+    from flexlib.engine.step import kernel_norm_penalty
     import numpy as np
     g = torch.Generator().manual_seed(0)
     kernels = [torch.randn(4, 3, 5, generator=g, requires_grad=True), torch.randn(2, 2, 3, 3, generator=g,
@@ -248,7 +248,7 @@ def test_kernel_norm_penalty_is_the_sum_of_unsquared_l2_norms_with_their_gradien
 def test_kernel_norm_penalty_of_a_model_decays_only_ckconv_and_flexconv_kernels():
     from flexlib import CKConv
     from flexlib.models import NJetConv
-    from flexlib.engine.weight_decay import model_kernel_norm_penalty
+    from flexlib.engine.step import model_kernel_norm_penalty
     import numpy as np
     torch.manual_seed(0)
     flex = FlexConv(2, 3, 1, causal=True, grid="official")
@@ -282,9 +282,9 @@ def test_kernel_norm_penalty_of_a_model_decays_only_ckconv_and_flexconv_kernels(
 @pytest.mark.parametrize("form", ["adam", "kernel_norm"])
 def test_weight_decay_form_puts_the_decay_in_adam_or_in_the_objective(form):
     from flexlib.engine import training_objective
-    from flexlib.engine.loop import StepOptions
+    from flexlib.engine.step import StepOptions
     from flexlib.engine.run import step_options
-    from flexlib.engine.weight_decay import model_kernel_norm_penalty
+    from flexlib.engine.step import model_kernel_norm_penalty
     cfg = ExperimentConfig(DataConfig("smnist"), ModelConfig("flextcn-2"),
                            OptimConfig(weight_decay=0.01, weight_decay_form=form))
     model = _tiny_model()
@@ -304,7 +304,7 @@ def test_top5_accuracy_matches_an_independent_count_and_follows_the_classes():
     from torch.utils.data import DataLoader, TensorDataset
     from flexlib.engine import distributed
     from flexlib.engine.config import ConfigError
-    from flexlib.engine.loop import StepOptions, evaluate
+    from flexlib.engine.step import StepOptions, evaluate
     from flexlib.engine.run import step_options
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(50, 4, generator=g), torch.randint(0, 12, (50,), generator=g)
@@ -333,7 +333,7 @@ def test_restore_best_takes_the_best_epoch_s_weights_to_the_next_resolution(tmp_
     """With train.restore_best, the model changed to the target resolution is the best source epoch's (by test
     accuracy on image data): its accuracy at the source, re-evaluated from the saved weights, is that epoch's."""
     from flexlib.engine import load_model
-    from flexlib.engine.loop import StepOptions, evaluate
+    from flexlib.engine.step import StepOptions, evaluate
     from flexlib.engine.run import BEST
     cfg = ExperimentConfig(
         data=DataConfig("cifar10", offline=True, train_size=96, test_size=64),

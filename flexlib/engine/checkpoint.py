@@ -1,25 +1,43 @@
-"""Checkpoints that are data, verified, and never lost.
+"""Checkpoints that are data, verified, and never lost; the run folders they live in; reading a run back.
 
 Format: one header line ``FLEXLIB-CHECKPOINT 1 sha256=<hex> bytes=<n>`` then the payload of ``torch.save``. Loading
 checks the length and the SHA-256 of the payload before ``torch.load(weights_only=True)`` reads it, so a truncated,
 damaged or foreign file is refused with its name and the reason, and a file holding code is never unpickled.
 Saving is atomic (temporary file in the same folder, fsync, ``os.replace``) and keeps the checkpoint it replaces as
 ``<name>.prev.pt``, so that a run can resume from it when the latest is unusable.
+
+A run's folder is claimed once (never another run's), locked while a process trains in it, and written atomically.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import pickle
 import random
 import re
+import shutil
+import time
 import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
+from torch import nn
 
+from .config import ConfigError, ExperimentConfig, from_dict, read_yaml, YAMLError
+from ..data import ClassificationData, build
+
+try:
+    import fcntl
+except ImportError:                # not POSIX: runs are not locked
+    fcntl = None
+
+
+# -- the checkpoint file -----------------------------------------------------------------------------------------------
 MAGIC = b"FLEXLIB-CHECKPOINT 1 "
 _HEADER = re.compile(rb"FLEXLIB-CHECKPOINT 1 sha256=([0-9a-f]{64}) bytes=(\d+)\n")
 
@@ -169,3 +187,191 @@ def load_latest(path: str | Path, map_location="cpu") -> tuple[dict, Path]:
     warnings.warn(CheckpointWarning(f"{latest_problem}; using the previous checkpoint {previous} instead"),
                   stacklevel=2)
     return state, previous
+
+
+# -- run folders -------------------------------------------------------------------------------------------------------
+LOCK = ".lock"
+
+
+class RunDirError(ValueError):
+    """A run folder that cannot be used as asked (it holds another run, or another process uses it)."""
+
+
+def _contents(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir() if p.name != LOCK)
+
+
+def claim(run_dir: str | Path | None, out_dir: str | Path, name: str) -> tuple[Path, bool]:
+    """A folder for a new run: ``run_dir`` if it does not exist or is empty, else ``<out_dir>/<name>-<time>[-k]``.
+
+    Returns the folder and whether it was created here. Never returns a folder that holds anything."""
+    if run_dir is not None:
+        path = Path(run_dir)
+        if path.exists():
+            if not path.is_dir():
+                raise RunDirError(f"run folder {path} is a file, not a folder")
+            if _contents(path):
+                raise RunDirError(f"run folder {path} already exists and is not empty ({', '.join(_contents(path)[:4])}"
+                                  f"{', ...' if len(_contents(path)) > 4 else ''}); flexlib never overwrites a run: "
+                                  f"continue it with --resume {path}, or choose another --run-dir")
+            return path, False
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:
+            raise RunDirError(f"run folder {path} was just created by another process; choose another --run-dir") \
+                from None
+        return path, True
+    base = Path(out_dir) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for k in range(1, 1000):
+        path = base if k == 1 else Path(f"{base}-{k}")
+        try:
+            path.mkdir(parents=True)
+            return path, True
+        except FileExistsError:
+            continue
+    raise RunDirError(f"could not find a free run folder name next to {base}")
+
+
+def remove_if_created(path: Path, created: bool) -> None:
+    """Undo ``claim`` after a failed start: a folder made for a run that never started is removed."""
+    if created and path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def locked(path: Path, enabled: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on run folder ``path`` (a second process training in it is refused). The lock goes
+    with the process, also after kill -9."""
+    if not enabled or fcntl is None:
+        yield
+        return
+    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise RunDirError(f"run folder {path} is in use by another flexlib process (pid {holder}); wait for it "
+                              f"to end or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def ensure_empty(path: Path) -> None:
+    """Refuse ``path`` if a run appeared in it between claim and lock."""
+    if _contents(path):
+        raise RunDirError(f"run folder {path} was filled by another process meanwhile; choose another --run-dir")
+
+
+def remove_temporaries(path: Path) -> list[Path]:
+    """Delete the half-written ``.<file>.tmp<pid>`` files a killed process left (call with the lock held)."""
+    stray = [p for p in path.glob(".*.tmp*") if p.is_file()]
+    for p in stray:
+        p.unlink(missing_ok=True)
+    return stray
+
+
+def write_text(path: Path, text: str) -> None:
+    """Replace ``path``'s content in one step: readers see the old file or the new one, never a part."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# -- reading a run back ------------------------------------------------------------------------------------------------
+CHECKPOINT = "checkpoint.pt"
+STATE_KEYS = {"model": dict, "optimizer": dict, "scheduler": dict, "stage": int, "epoch": int, "rng": dict,
+              "history": list}
+
+
+@dataclass
+class Stage:
+    name: str                      # "train", or "finetune" at the target resolution (Sec. 4.3)
+    epochs: int
+    resolution: int | None
+
+
+def stages_of(cfg: ExperimentConfig) -> list[Stage]:
+    if cfg.resolution is None:
+        return [Stage("train", cfg.train.epochs, cfg.data.resolution)]
+    return [Stage("train", cfg.train.epochs, cfg.resolution.source),
+            Stage("finetune", cfg.resolution.finetune_epochs, cfg.resolution.target)]
+
+
+def default_model(cfg: ExperimentConfig, data: ClassificationData) -> nn.Module:
+    from ..models import create
+    try:
+        return create(cfg.model.name, data.in_channels, data.num_classes, **cfg.model.kwargs)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"model.kwargs: {cfg.model.name} with {cfg.model.kwargs} cannot be built: "
+                          f"{' '.join(str(err).split())}") from err
+
+
+def load_run_config(run_dir: str | Path) -> ExperimentConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a flexlib run folder: no config.yaml in it")
+    try:
+        raw = read_yaml(path)
+    except YAMLError as err:
+        raise ConfigError(str(err)) from None
+    return from_dict(ExperimentConfig, raw, where=str(path))
+
+
+def initial_model(cfg: ExperimentConfig) -> nn.Module:
+    """The model `run_experiment(cfg)` starts training from: the same config and seed, so the same initial weights."""
+    data = build(replace(cfg.data, resolution=stages_of(cfg)[0].resolution), cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)
+    return default_model(cfg, data)
+
+
+def load_state(run_dir: Path, map_location="cpu") -> dict:
+    """The run's latest usable checkpoint (the previous one, with a warning, when the latest is unusable)."""
+    state, path = load_latest(run_dir / CHECKPOINT, map_location)
+    state = state if isinstance(state, dict) else {}
+    wrong = [k for k, kind in STATE_KEYS.items() if not isinstance(state.get(k), kind)]
+    if wrong:
+        raise CheckpointError(f"{path} is not a run checkpoint: missing or wrong {wrong}")
+    state["path"] = path
+    return state
+
+
+def load_weights(model: nn.Module, state: dict) -> None:
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{state['path']} does not fit the model of the run's config.yaml: "
+                                         f"{' '.join(str(err).split())[:300]}") from None
+
+
+def change_resolution(model: nn.Module, source_res: int, target_res: int) -> None:
+    """Prepare a model trained at `source_res` px for `target_res` px, as the authors' run_crossres.py does: every
+    FlexConv/CKConv's kernel × (r₁/r₂)^D (eq. 9) and every N-Jet's σ × r₂/r₁; discrete kernels keep their pixels."""
+    from ..layers.flexconv import FlexConv
+    from ..models.njet import retarget_njets
+    if any(isinstance(m, FlexConv) for m in model.modules()):
+        from ..layers.resolution import retarget
+        retarget(model, source_res, target_res)
+    retarget_njets(model, source_res, target_res)
+
+
+def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The model of a run as its latest checkpoint left it (after its last finished epoch), in eval mode.
+
+    The model is built with the run's config.yaml; a run with a resolution stage past its first is changed to that
+    resolution as the run was (`change_resolution`: eq. 9 for FlexConvs, σ for N-Jets)."""
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    state = load_state(run_dir, map_location=device)
+    model = initial_model(cfg)
+    stages = stages_of(cfg)
+    for previous, stage in zip(stages[:state["stage"]], stages[1:state["stage"] + 1]):
+        change_resolution(model, previous.resolution, stage.resolution)
+    load_weights(model, state)
+    return model.to(device).eval()

@@ -1,4 +1,5 @@
-"""Command line: ``python -m flexlib train|fit|evaluate params/experiments/<experiment>.yaml --profile quick|full``.
+"""The engine's command line: ``python -m flexlib train|evaluate params/experiments/<experiment>.yaml --profile
+quick|full`` (`python -m flexlib` adds the paper's commands: flexlib.__main__).
 
 Every error is one line on stderr: exit 2 for what flexlib refuses on purpose (bad config, missing or garbage data,
 unusable checkpoint, diverged run, usage), 1 for anything unexpected; ``--debug`` adds the traceback."""
@@ -9,7 +10,9 @@ import contextlib
 import sys
 import traceback
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 
 def _positive_int(text: str) -> int:
@@ -25,13 +28,17 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="python -m flexlib", description="FlexConv experiments (ICLR 2022).")
-    sub = parser.add_subparsers(dest="command", required=True)
+@dataclass(frozen=True)
+class Command:
+    """A subcommand of `python -m flexlib`: its name, help, arguments and what it runs (returns the exit code)."""
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    description: str | None = None
 
-    train = sub.add_parser("train", help="train a classifier (App. D.2 protocol); runs under torchrun for DDP",
-                           description="Train a classifier as App. D.2 describes. Multi-GPU: "
-                                       "torchrun --nproc_per_node=N -m flexlib train params/experiments/x.yaml")
+
+def _train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("params", nargs="?", type=Path,
                        help="params/experiments/<experiment>.yaml (optional with --resume: the run's own config is used)")
     train.add_argument("--profile", default="full",
@@ -43,16 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--stop-after-epochs", type=_positive_int, metavar="N",
                        help="end this session after N epochs, leaving a run that --resume continues")
 
-    fit = sub.add_parser("fit", help="fit kernel networks to Kodak images (Table 5)")
-    fit.add_argument("params", type=Path, help="params/experiments/kodak.yaml")
-    fit.add_argument("--profile", default="full", help="'full' (20000 iterations, 768x512) or 'quick'")
-    fit.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config value, e.g. --set iterations=500 --set 'rows=[magnet]'")
-    fit.add_argument("--run-dir", type=Path, help="write results here instead of <out_dir>/<name>-<time>")
 
-    ev = sub.add_parser("evaluate", help="evaluate an authors' checkpoint (rjbruin/flexconv) on a test set",
-                        description="Evaluate a checkpoint of the official code on the experiment's test split, "
-                                    "with the authors' preprocessing and resolution transfer (eq. 9).")
+def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("params", type=Path, help="params/experiments/<experiment>.yaml: the data and the model name")
     ev.add_argument("--authors-checkpoint", required=True, metavar="PATH_OR_NAME",
                     help="a file, or a released name (e.g. cifar10-flexnet-7-seed2), downloaded once into the cache")
@@ -65,19 +64,33 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", type=Path, help="write the results as JSON here")
     ev.add_argument("--cache-dir", type=Path, help="released checkpoints' folder (default <data root>/authors_checkpoints)")
 
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate_command
+    return evaluate_command(args)
+
+
+def _parser(commands) -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="python -m flexlib", description="FlexConv experiments (ICLR 2022).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in commands:
+        command.add_arguments(sub.add_parser(command.name, help=command.help, description=command.description))
     for p in (parser, *sub.choices.values()):   # --debug before or after the command; SUPPRESS keeps either
         p.add_argument("--debug", action="store_true", default=False if p is parser else argparse.SUPPRESS,
                        help="on an error, show the full traceback as well")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run a command; every error is one line on stderr (exit 2 for a deliberate flexlib error, 1 for anything
-    unexpected), with the traceback too under --debug."""
-    args = _parser().parse_args(argv)
+def main(argv: list[str] | None = None, commands=None) -> int:
+    """Run a command of `commands` (the engine's; `python -m flexlib` adds the paper's, see flexlib.__main__);
+    every error is one line on stderr (exit 2 for a deliberate flexlib error, 1 for anything unexpected), with the
+    traceback too under --debug."""
+    commands = commands or ENGINE_COMMANDS
+    args = _parser(commands).parse_args(argv)
+    run = {command.name: command.run for command in commands}[args.command]
     with _one_line_warnings():
         try:
-            return _dispatch(args)
+            return run(args)
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr)
             return 130
@@ -117,34 +130,9 @@ def _one_line_warnings():
         yield
 
 
-def _dispatch(args) -> int:
-    if args.command == "evaluate":
-        from .evaluate import evaluate_command
-        return evaluate_command(args)
-    if args.command == "fit":
-        return _fit(args)
-    return _train(args)
-
-
-def _fit(args) -> int:
-    from .config import FitConfig, load_config
-    from .rundir import claim, remove_if_created
-    from ..paper.kodak import run_fit
-    cfg = load_config(args.params, args.profile, args.overrides, FitConfig)
-    name = f"{args.params.stem}-{args.profile}"
-    run_dir, created = claim(args.run_dir, cfg.out_dir, name)
-    try:
-        run_fit(cfg, name, run_dir)
-    except BaseException:
-        if not any(run_dir.iterdir()):
-            remove_if_created(run_dir, created)
-        raise
-    return 0
-
-
 def _train(args) -> int:
+    from .checkpoint import load_run_config
     from .config import ConfigError, ExperimentConfig, load_config
-    from .restore import load_run_config
     from .run import run_experiment
     if args.resume is not None:
         if args.run_dir is not None:
@@ -166,3 +154,13 @@ def _train(args) -> int:
             print(f"stopped after {args.stop_after_epochs} epoch(s); continue with --resume {result.run_dir}")
         print(f"{result.dataset}: test acc {final.get('test_acc', float('nan')):.4f} -> {result.run_dir}")
     return 0
+
+
+ENGINE_COMMANDS = (
+    Command("train", "train a classifier (App. D.2 protocol); runs under torchrun for DDP", _train_arguments,
+            _train, "Train a classifier as App. D.2 describes. Multi-GPU: "
+            "torchrun --nproc_per_node=N -m flexlib train params/experiments/x.yaml"),
+    Command("evaluate", "evaluate an authors' checkpoint (rjbruin/flexconv) on a test set", _evaluate_arguments,
+            _evaluate, "Evaluate a checkpoint of the official code on the experiment's test split, with the authors' "
+            "preprocessing and resolution transfer (eq. 9)."),
+)

@@ -1,24 +1,30 @@
-"""Typed experiment configs loaded from the YAML files in ``params/``.
+"""Typed experiment configs loaded from the YAML files in ``params/``, and what every value may be.
 
 A params file has one mapping per profile. ``full`` holds the paper's values (App. D.2); every other profile
 (``quick``) is deep-merged over ``full``, so it lists only what differs. ``--set a.b=value`` overrides follow.
 Unknown keys are refused with the closest valid key as a suggestion, duplicate keys and YAML syntax errors with
-file:line, and every value is checked against what it may be (flexlib.engine.checks).
+file:line, and every value is checked against its rule: `RULES[class name][field]` for the engine's configs, or a
+rule in the field's metadata (``field(metadata={"check": rule})``) for configs defined elsewhere. A rule returns None
+when the value is allowed, else what is allowed, for the message
+"<file> [<profile>] train.epochs: 0 is not allowed; expected an integer >= 1".
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
-from . import checks, yamlfile
-from ..data.config import DataConfig
+import yaml
+
+from ..data import DataConfig
 
 
+# -- the configs -------------------------------------------------------------------------------------------------------
 class ConfigError(ValueError):
     """A params file or override that does not match the config dataclasses."""
 
@@ -53,7 +59,7 @@ class TrainConfig:
     alias_lambda: float = 0.0         # Sec. 3.3 aliasing regularizer weight; the paper uses 0.1
     alias_include_mask: bool = False  # regularize f+_FlexConv instead of f+_MAGNet (Sec. 4.3)
     max_steps_per_epoch: int | None = None
-    divergence_factor: float | None = 100.0   # stop when cross-entropy > this x ln(classes) (engine/divergence.py)
+    divergence_factor: float | None = 100.0   # stop when cross-entropy > this x ln(classes) (flexlib.engine.step)
     top5_accuracy: bool | None = None        # record test top-5 accuracy (Table 7); None: with 5 classes or more
     # before each resolution change and at the end, go back to the weights of the stage's best epoch (by validation
     # accuracy where the data has a validation split, else test accuracy), as the authors' trainer does
@@ -79,22 +85,6 @@ class ExperimentConfig:
     description: str = ""
 
 
-@dataclass
-class FitConfig:
-    """Kodak image fitting (Table 5, App. D.2): one ≈7k-parameter kernel net per Table 5 row and image."""
-    rows: list[str] = field(default_factory=lambda: ["siren", "fourier", "gabor", "gabor-improved-init",
-                                                     "magnet-fathony-init", "magnet"])   # flexlib.models.kodak
-    images: list[int] = field(default_factory=lambda: list(range(1, 25)))                # kodimXX numbers
-    iterations: int = 20000
-    lr: float = 0.01
-    siren_lr: float = 0.001           # App. D.2: SIRENs diverge at 0.01
-    downsample: int = 1               # fit an image shrunk by this factor (quick profile); 1 = full 768x512
-    seed: int = 0
-    device: str = "auto"
-    out_dir: str = "runs"
-    description: str = ""
-
-
 def load_config(path: str | Path, profile: str = "full", overrides: list[str] | None = None,
                 cls: type = ExperimentConfig):
     """Read ``path``, merge ``profile`` over ``full``, apply ``key=value`` overrides, build ``cls``."""
@@ -102,8 +92,8 @@ def load_config(path: str | Path, profile: str = "full", overrides: list[str] | 
     if not path.is_file():
         raise ConfigError(f"params file {path} does not exist" if not path.exists() else f"{path} is not a file")
     try:
-        raw = yamlfile.read(path)
-    except yamlfile.YAMLError as err:
+        raw = read_yaml(path)
+    except YAMLError as err:
         raise ConfigError(str(err)) from None
     if not isinstance(raw, dict) or "full" not in raw:
         found = sorted(map(str, raw)) if isinstance(raw, dict) else type(raw).__name__
@@ -138,8 +128,8 @@ def parse_override(item: str) -> dict:
     if not sep or not key or "" in key.split("."):
         raise ConfigError(f"override {item!r} must look like section.key=value, e.g. train.epochs=3")
     try:
-        out: Any = yamlfile.parse(value, f"--set {key}")
-    except yamlfile.YAMLError as err:
+        out: Any = parse_yaml(value, f"--set {key}")
+    except YAMLError as err:
         raise ConfigError(str(err)) from None
     for part in reversed(key.split(".")):
         out = {part: out}
@@ -203,11 +193,11 @@ def from_dict(cls: type, data: Any, where: str = "config", key: str = "", overri
         dotted = _join(key, name)
         source = _source(where, dotted, overridden)
         values[name] = _coerce(hints[name], value, where, dotted, overridden)
-        problem = checks.check_value(cls.__name__, name, values[name])
+        problem = check_value(fields[name], cls.__name__, name, values[name])
         if problem:
             raise ConfigError(f"{source} {dotted}: {values[name]!r} is not allowed; expected {problem}")
     if cls is ModelConfig and values.get("kwargs"):
-        problem = checks.model_kwargs_problem(values["name"], values["kwargs"])
+        problem = model_kwargs_problem(values["name"], values["kwargs"])
         if problem:
             raise ConfigError(f"{_source(where, _join(key, 'kwargs'), overridden)} {_join(key, 'kwargs')}: {problem}")
     return cls(**values)
@@ -272,3 +262,186 @@ def _coerce(hint, value, where: str, key: str, overridden: frozenset = frozenset
         return value
     expected = getattr(hint, "__name__", str(hint)) + (" or null" if nullable else "")
     raise ConfigError(f"{source} {key}: expected {expected}, got {value!r}")
+
+
+# -- YAML --------------------------------------------------------------------------------------------------------------
+class YAMLError(ValueError):
+    """A YAML text that cannot be read as a config; the message starts with file:line."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key repeated in one mapping (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, typing.Hashable):
+                continue                                   # SafeLoader refuses it with its own message
+            if key in seen:
+                raise YAMLError(f"{key_node.start_mark.name}:{line}: duplicate key {key!r} (first on line "
+                                f"{seen[key]}); each key may appear once per mapping")
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """The value of YAML ``text``; ``source`` names it in errors (a file path, or e.g. "--set train.epochs")."""
+    loader = _StrictLoader(text)
+    loader.name = source
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = " ".join(p for p in (err.context, err.problem) if p)
+        raise YAMLError(f"{where}: YAML syntax error: {problem}") from None
+    except yaml.YAMLError as err:
+        raise YAMLError(f"{source}: YAML error: {' '.join(str(err).split())}") from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise YAMLError(f"{path}: not a text file (not UTF-8); expected a YAML params file") from None
+    return parse_yaml(text, str(path))
+
+
+# -- what every value may be -------------------------------------------------------------------------------------------
+Rule = Callable[[Any], "str | None"]
+
+
+def at_least(low: int, or_null: str | None = None) -> Rule:
+    allowed = f"an integer >= {low}" + (f" or null ({or_null})" if or_null else "")
+    return lambda v: None if (v is None and or_null) or (isinstance(v, int) and v >= low) else allowed
+
+
+def number(low: float, strict: bool, or_null: str | None = None) -> Rule:
+    allowed = f"a finite number {'>' if strict else '>='} {low:g}" + (f" or null ({or_null})" if or_null else "")
+
+    def rule(v):
+        if v is None and or_null:
+            return None
+        ok = isinstance(v, (int, float)) and math.isfinite(v) and (v > low if strict else v >= low)
+        return None if ok else allowed
+    return rule
+
+
+def one_of(names: Callable[[], list[str]], what: str) -> Rule:
+    def rule(v):
+        valid = names()
+        if v in valid:
+            return None
+        close = difflib.get_close_matches(str(v), valid, n=1)
+        return f"one of the {what}" + (f" (did you mean {close[0]!r}?)" if close else "") + f": {', '.join(valid)}"
+    return rule
+
+
+def every(rule: Rule, non_empty: bool = True) -> Rule:
+    def check(values):
+        for v in values:
+            if (problem := rule(v)) is not None:
+                return f"a list whose items are each {problem}; {v!r} is not"
+        return "a non-empty list" if non_empty and not values else None
+    return check
+
+
+def device(v) -> str | None:
+    allowed = "'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps'"
+    if v == "auto":
+        return None
+    import torch
+    try:
+        return None if torch.device(v).type in ("cpu", "cuda", "mps") else allowed
+    except (RuntimeError, TypeError):
+        return allowed
+
+
+def non_empty(v) -> str | None:
+    return None if v else "a non-empty string"
+
+
+def _datasets() -> list[str]:
+    from ..data import DATASETS
+    return sorted(DATASETS)
+
+
+def _models() -> list[str]:
+    from ..models import available
+    return available()
+
+
+RULES: dict[str, dict[str, Rule]] = {
+    "DataConfig": {"dataset": one_of(_datasets, "known datasets"),
+                   "root": lambda v: None if v is None else non_empty(v),
+                   "resolution": at_least(1, "native size"), "train_size": at_least(1, "all examples"),
+                   "test_size": at_least(1, "all examples"), "num_workers": at_least(0)},
+    "ModelConfig": {"name": one_of(_models, "models")},
+    "OptimConfig": {"lr": number(0, strict=True), "mask_lr_factor": number(0, strict=False),
+                    "weight_decay": number(0, strict=False), "warmup_epochs": at_least(0)},
+    "TrainConfig": {"epochs": at_least(1), "batch_size": at_least(1), "eval_batch_size": at_least(1, "batch_size"),
+                    "seed": at_least(0), "device": device, "alias_lambda": number(0, strict=False),
+                    "max_steps_per_epoch": at_least(1, "the whole epoch"), "out_dir": non_empty,
+                    "divergence_factor": number(1, strict=True, or_null="no loss-size rule")},
+    "ResolutionConfig": {"source": at_least(1), "target": at_least(1), "finetune_epochs": at_least(0)},
+}
+
+
+def check_value(f: dataclasses.Field, cls_name: str, key: str, value: Any) -> str | None:
+    """What `value` of field `f` of class `cls_name` must be, or None when it is allowed."""
+    rule = f.metadata.get("check") or RULES.get(cls_name, {}).get(key)
+    return None if rule is None else (rule(value) or None)
+
+
+# --- model.kwargs: the fields of the model's config dataclass (flexlib.models), names and simple types -------------
+
+def _type_ok(hint, value) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(a, value) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (tuple, list):
+        return isinstance(value, (tuple, list))
+    return True                                              # nested configs: the model library checks them
+
+
+def _type_name(hint) -> str:
+    return str(hint).replace("typing.", "") if typing.get_args(hint) else getattr(hint, "__name__", str(hint))
+
+
+def model_kwargs_problem(name: str, kwargs: dict) -> str | None:
+    """Why `flexlib.models.create(name, **kwargs)` would refuse kwargs (unknown key, wrong type or value), or None."""
+    from ..models import model_config
+    from ..models.conv import ConvConfig
+    base = model_config(name)
+    hints = {**typing.get_type_hints(ConvConfig), **typing.get_type_hints(type(base))}
+    valid = sorted(set(hints) - {"in_channels", "num_classes"} | {"mask"})   # those two come from the data
+    for key, value in kwargs.items():
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            return (f"unknown key {key!r} for {name}" + (f"; did you mean {close[0]!r}?" if close else ".")
+                    + f" Valid keys: {', '.join(valid)}")
+        hint = bool if key == "mask" else hints[key]
+        if not (is_dataclass(hint) or _type_ok(hint, value)):
+            return f"{key}: expected {_type_name(hint)}, got {value!r}"
+    try:
+        model_config(name, **kwargs)
+    except (ValueError, TypeError) as err:
+        return " ".join(str(err).split())
+    return None

@@ -1,4 +1,5 @@
-"""DistributedDataParallel under torchrun: process group setup, model wrapping, metric reduction.
+"""Where a run runs: its device, and DistributedDataParallel under torchrun (process group setup, model wrapping,
+metric reduction).
 
 Launch: ``torchrun --nproc_per_node=N -m flexlib train params/experiments/x.yaml``. NCCL on GPUs, gloo on CPU.
 """
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from .config import ConfigError
 
 
 @dataclass
@@ -63,3 +66,19 @@ def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
 
 def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def resolve_device(name: str, info: DistInfo | None = None) -> torch.device:
+    """The torch device of a config's ``device`` value; refused when this machine does not have it."""
+    if name == "auto":
+        return torch.device(f"cuda:{(info or DistInfo()).local_rank}" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r}: torch sees no CUDA GPU on this machine; use 'auto' or 'cpu'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                              f"numbered from 0")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r}: MPS is not available on this machine; use 'auto' or 'cpu'")
+    return device

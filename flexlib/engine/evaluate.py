@@ -9,71 +9,22 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 from torch.utils.data import DataLoader
-from .._progress import progress as progress_bar
 
 from ..data import build, data_root, sha256
 from ..data.download import download
-from ..flexconv import kernel_size_for
+from ..layers.grids import kernel_size_for
 from ..models.authors import AuthorsCheckpointError, authors_train_length, from_authors_checkpoint, \
     load_authors_state_dict
+from ..models.released import RELEASED, ReleasedCheckpoint
 from .config import ConfigError, ExperimentConfig, load_config
+from .distributed import DistInfo, resolve_device
 from .provenance import provenance
-
-URL = "https://github.com/rjbruin/flexconv/raw/master/experiments/checkpoints/{}"
-
-
-@dataclass(frozen=True)
-class ReleasedCheckpoint:
-    """A checkpoint the authors published (experiments/readme.md), with what it reproduces."""
-    filename: str
-    model: str                      # the flexlib name of its architecture
-    experiment: str                 # params/experiments/<experiment>.yaml gives its data
-    paper: str                      # the paper's table and row
-    accuracy: float                 # test accuracy (%) the authors report for this file
-    source_res: int | None = None   # cross-resolution runs: trained at source_res px ...
-    target_res: int | None = None   # ... then tested and fine-tuned at target_res px
-    stage: str | None = None        # "source" (after training at source_res) or "final" (after fine-tuning)
-    sha256: str | None = None       # unknown until the file is fetched once: the repository publishes none
-
-    @property
-    def url(self) -> str:
-        return URL.format(self.filename)
-
-    @property
-    def last_res(self) -> int | None:
-        """The resolution the weights were last trained at, where the authors report `accuracy`."""
-        return self.target_res if self.stage == "final" else self.source_res
-
-
-def _entry(name, model, experiment, paper, accuracy, *cross) -> tuple[str, ReleasedCheckpoint]:
-    return name, ReleasedCheckpoint(f"{name}.pt", model, experiment, paper, accuracy, *cross)
-
-
-RELEASED: dict[str, ReleasedCheckpoint] = dict([   # experiments/readme.md of rjbruin/flexconv
-    _entry("cifar10-flexnet-7-seed2", "flexnet-16", "cifar10",
-           "Table 3, FlexNet-16 (92.2 ± 0.1 over 3 seeds)", 92.31),
-    _entry("cross-res-cifar10-flexnet-7-gabor-seed2-source", "flexnet-16", "cifar10_alias_free",
-           "Table 4, FlexNet-16 w/ reg. f+_MAGNet, 16 px (86.5 ± 0.1)", 86.61, 16, 32, "source"),
-    _entry("cross-res-cifar10-flexnet-7-gabor-seed2-final", "flexnet-16", "cifar10_alias_free",
-           "Table 4, FlexNet-16 w/ reg. f+_MAGNet, fine-tuned at 32 px", 89.16, 16, 32, "final"),
-    _entry("cross-res-cifar10-flexnet-7-gnm-seed1-source", "flexnet-16", "cifar10_alias_free",
-           "Table 4, FlexNet-16 w/ reg. f+_FlexConv, 16 px (85.1 ± 0.3)", 85.25, 16, 32, "source"),
-    _entry("cross-res-cifar10-flexnet-7-gnm-seed1-final", "flexnet-16", "cifar10_alias_free",
-           "Table 4, FlexNet-16 w/ reg. f+_FlexConv, fine-tuned at 32 px", 87.85, 16, 32, "final"),
-    _entry("imagenet32-flexnet-5-seed1", "flexnet-5", "imagenet32",
-           "Table 7, FlexNet-5 top-1 (24.9 ± 0.4)", 25.31),
-    _entry("cross-res-imagenetk-flexnet-5-gabor-seed1-source", "flexnet-5", "imagenet32",
-           "Table 8, FlexNet-5 ImageNet-k, k = 16 (14.9 ± 0.1)", 14.92, 16, 32, "source"),
-    _entry("cross-res-imagenetk-flexnet-5-gabor-seed1-final", "flexnet-5", "imagenet32",
-           "Table 8, FlexNet-5 ImageNet-k, fine-tuned at k = 32", 25.09, 16, 32, "final"),
-])
+from .step import StepOptions, evaluate
 
 NATIVE = {"mnist": 28, "cifar10": 32, "stl10": 96}
 
@@ -154,26 +105,6 @@ def _normalization(cfg: ExperimentConfig) -> str:
     return f"mean {list(mean)}, std {list(std)}"
 
 
-@torch.no_grad()
-def accuracy(model: nn.Module, loader, device: torch.device, num_classes: int, progress: bool = True) -> dict:
-    """Top-1 (and top-5 where there are ≥ 5 classes) accuracy and mean cross-entropy."""
-    model.eval()
-    loss = correct1 = correct5 = count = 0.0
-    k = min(5, num_classes)
-    for x, y in progress_bar(loader, desc="evaluate", leave=False, disable=not progress):
-        x, y = x.to(device), y.to(device)
-        logits = model(x).float()
-        top = logits.topk(k, dim=1).indices
-        loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct1 += (logits.argmax(1) == y).sum().item()
-        correct5 += (top == y[:, None]).any(1).sum().item()
-        count += len(y)
-    out = {"test_acc": correct1 / count, "test_loss": loss / count, "test_images": int(count)}
-    if num_classes >= 5:
-        out["test_top5"] = correct5 / count
-    return out
-
-
 def evaluate_checkpoint(cfg: ExperimentConfig, checkpoint: str, at: str | None = None, batch_size: int = 100,
                         cache_dir: str | Path | None = None, progress: bool = True) -> dict:
     """Load an authors' checkpoint (file or released name) into cfg.model, retarget it as run_crossres.py does,
@@ -193,10 +124,10 @@ def evaluate_checkpoint(cfg: ExperimentConfig, checkpoint: str, at: str | None =
     name, test, in_channels, num_classes = _test_split(cfg, resolution)
     model = from_authors_checkpoint(state, cfg.model.name, in_channels, num_classes, source_res=trained,
                                     target_res=resolution, **cfg.model.kwargs)
-    device = torch.device("cuda" if cfg.train.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if cfg.train.device == "auto" else cfg.train.device)
+    device = resolve_device(cfg.train.device)
     loader = DataLoader(test, batch_size=batch_size, num_workers=cfg.data.num_workers)
-    metrics = accuracy(model.to(device), loader, device, num_classes, progress)
+    metrics = {**evaluate(model.to(device), loader, device, StepOptions(top5=num_classes >= 5), DistInfo(),
+                          progress_bar=progress), "test_images": len(test)}
     return {"checkpoint": checkpoint, "file": str(path), "sha256": sha256(path),
             "released": asdict(released) if released else None, "model": cfg.model.name, "dataset": name,
             "resolution": resolution, "trained_resolution": trained, "train_length": train_length,

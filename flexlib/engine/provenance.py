@@ -1,6 +1,8 @@
-"""What produced a result: versions, commit, device, time. Written beside every metrics file."""
+"""What produced a result: commit, versions, device, CPU, threads, host, time. Written beside every run's metrics,
+every notebook's results and every benchmark (one function for all three: `provenance`)."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -10,30 +12,53 @@ from pathlib import Path
 import torch
 
 
+def _git(folder: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10,
+                          check=True).stdout
+
+
 def git_state() -> dict:
-    """The flexlib checkout's commit and whether its tracked files outside results/ (where runs write) differ from
-    that commit (untracked files included): {"git_commit": sha or "unknown", "git_tree_dirty": bool or None, "git_dirty_paths": [...]}."""
-    here = Path(__file__).resolve().parent
+    """The commit of the flexlib code that runs and whether its tracked files outside results/ (where runs write)
+    differ from it (untracked files included): {"git_commit": sha or "unknown", "git_tree_dirty": bool or None,
+    "git_dirty_paths": [...]}. For a non-editable install (the package outside any checkout) the checkout of the
+    working directory is described instead, and "git_source" says so."""
+    candidates = [("package", Path(__file__).resolve().parent), ("working directory", Path.cwd())]
+    for source, folder in candidates:
+        try:
+            top = Path(_git(folder, "rev-parse", "--show-toplevel").strip())
+            if source == "package" and not (top / "flexlib" / "engine" / "provenance.py").is_file():
+                continue
+            commit = _git(top, "rev-parse", "HEAD").strip()
+            status = _git(top, "status", "--porcelain", "--untracked-files=normal", "--", ".", ":(exclude)results")
+        except (OSError, subprocess.SubprocessError):
+            continue
+        paths = [line[3:] for line in status.splitlines()]
+        out = {"git_commit": commit, "git_tree_dirty": bool(paths), "git_dirty_paths": paths[:20]}
+        return out if source == "package" else {**out, "git_source": "the working directory's checkout"}
+    return {"git_commit": "unknown", "git_tree_dirty": None, "git_dirty_paths": []}
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else platform's best guess."""
     try:
-        top = subprocess.run(["git", "-C", str(here), "rev-parse", "--show-toplevel"], capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        commit = subprocess.run(["git", "-C", top, "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "-C", top, "status", "--porcelain", "--untracked-files=normal", "--", ".",
-                                 ":(exclude)results"], capture_output=True, text=True, timeout=10, check=True)
-        paths = [line[3:] for line in status.stdout.splitlines()]
-        return {"git_commit": commit, "git_tree_dirty": bool(paths), "git_dirty_paths": paths[:20]}
-    except (OSError, subprocess.SubprocessError):
-        return {"git_commit": "unknown", "git_tree_dirty": None, "git_dirty_paths": []}
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
-def describe_device(device: torch.device) -> str:
+def describe_device(device: str | torch.device) -> str:
+    device = torch.device(device)
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} ({device})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"cpu: {cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
-def provenance(device: torch.device, world_size: int) -> dict:
-    return {**git_state(), "torch": torch.__version__, "python": sys.version.split()[0],
-            "device": describe_device(device), "world_size": world_size, "host": platform.node(),
+def provenance(device: str | torch.device = "cpu", world_size: int = 1) -> dict:
+    from .. import __version__
+    return {**git_state(), "flexlib": __version__, "torch": torch.__version__, "python": sys.version.split()[0],
+            "device": describe_device(device), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "world_size": world_size, "host": platform.node(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -1,13 +1,16 @@
-"""A classification run: data, model, App. D.2 optimization, per-epoch metrics, checkpoints, exact resume.
+"""A classification run: data, model, App. D.2 optimization (Adam, mask parameters at 0.1× lr, linear warmup then
+cosine), per-epoch metrics, checkpoints, exact resume.
 
 Nothing is lost: a run never takes a folder that holds anything; every epoch writes its checkpoint (verified,
 atomic, the previous one kept, flexlib.engine.checkpoint) before its metrics, so metrics.json never runs ahead; a
-diverging run stops before its epoch's checkpoint (flexlib.engine.divergence); a resume cleans what a killed
-process left half-written and uses the previous checkpoint, with a warning, when the latest is unusable.
+diverging run stops before its epoch's checkpoint (flexlib.engine.step); a resume cleans what a killed process left
+half-written and uses the previous checkpoint, with a warning, when the latest is unusable.
 """
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import time
@@ -18,19 +21,88 @@ from typing import Callable
 import torch
 import yaml
 from torch import nn
+from torch.optim import lr_scheduler
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from . import checkpoint, distributed, rundir
-from .config import ConfigError, ExperimentConfig, to_dict, validated
-from ..data import ClassificationData, build
-from .divergence import DivergenceError, check_evaluation
-from .loop import StepOptions, evaluate, train_epoch
-from .metrics import frequency_stats, mask_stats, write_metrics
+from . import checkpoint, distributed
+from .checkpoint import CHECKPOINT, change_resolution, default_model, load_state, load_weights, stages_of
+from .config import ConfigError, ExperimentConfig, OptimConfig, to_dict, validated
+from .distributed import resolve_device
 from .provenance import provenance
-from .restore import CHECKPOINT, change_resolution, default_model, load_state, load_weights, stages_of
-from .schedule import build_optimizer, build_scheduler
+from .step import DivergenceError, StepOptions, check_evaluation, evaluate, train_epoch
+from ..data import ClassificationData, build
+from ..layers.params import param_groups
 
 
+# -- optimization (App. D.2) -------------------------------------------------------------------------------------------
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Adam:
+    """Adam with two groups: ``lr`` for everything, ``mask_lr_factor * lr`` for the Gaussian mask parameters.
+
+    Adam's own weight_decay is used with ``weight_decay_form="adam"`` only; "kernel_norm" decays through the loss
+    (flexlib.engine.step), as the official code does."""
+    decay = cfg.weight_decay if cfg.weight_decay_form == "adam" else 0.0
+    return torch.optim.Adam(param_groups(model, cfg.lr, cfg.mask_lr_factor, decay))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, epochs: int,
+                    steps_per_epoch: int) -> lr_scheduler.LRScheduler:
+    """Warmup from lr / W to lr over W = warmup_epochs x steps_per_epoch steps, then cosine to 0 at the end.
+
+    lr(s) = lr (1/W + (1 - 1/W) s / W) for s < W;  lr(s) = lr/2 (1 + cos(pi (s - W) / (T - W))) for s >= W.
+    """
+    if cfg.schedule == "constant":
+        return lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    total = max(1, epochs * steps_per_epoch)
+    warmup = min(cfg.warmup_epochs * steps_per_epoch, total)
+    cosine = lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup))
+    if warmup == 0:
+        return cosine
+    linear = lr_scheduler.LinearLR(optimizer, start_factor=1.0 / warmup, end_factor=1.0, total_iters=warmup)
+    return lr_scheduler.SequentialLR(optimizer, [linear, cosine], milestones=[warmup])
+
+
+# -- metrics -----------------------------------------------------------------------------------------------------------
+def mask_stats(model: nn.Module) -> dict[str, float]:
+    """μ and σ of every FlexConv mask, keyed ``<module path>.mu[d]`` / ``.sigma[d]`` (paper units, eq. 1)."""
+    out = {}
+    for name, module in model.named_modules():
+        mask = getattr(module, "mask", None)
+        if isinstance(mask, nn.Module) and hasattr(mask, "mean") and hasattr(mask, "sigma"):
+            for d, (mu, sigma) in enumerate(zip(mask.mean.detach().flatten().tolist(),
+                                                mask.sigma.detach().flatten().tolist())):
+                out[f"{name}.mu[{d}]"] = mu
+                out[f"{name}.sigma[{d}]"] = sigma
+    return out
+
+
+@torch.no_grad()
+def frequency_stats(model: nn.Module) -> dict[str, float]:
+    """The analytic maximum frequencies averaged over the model's FlexConvs with a multiplicative filter network
+    (f⁺_MAGNet, eq. 21; f⁺_FlexConv, eq. 22), in cycles per unit of [-1, 1]: what the alias regularizer (§3.3) acts
+    on, recorded every epoch. Empty for models without such layers."""
+    from ..layers.alias import flexconv_max_frequency, magnet_max_frequency
+    from ..layers.flexconv import FlexConv
+    from ..layers.kernelnets import MFN
+    convs = [m for m in model.modules() if isinstance(m, FlexConv) and isinstance(m.kernel_net, MFN)]
+    if not convs:
+        return {}
+    return {"f_magnet_mean": sum(float(magnet_max_frequency(c.kernel_net)) for c in convs) / len(convs),
+            "f_flexconv_mean": sum(float(flexconv_max_frequency(c)) for c in convs) / len(convs)}
+
+
+def write_metrics(rows: list[dict], run_dir: Path) -> None:
+    """Rewrite both files, each atomically, from the full history (rows may gain columns, e.g. the fine-tuning
+    stage)."""
+    checkpoint.write_text(run_dir / "metrics.json", json.dumps(rows, indent=1))
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    checkpoint.write_text(run_dir / "metrics.csv", text.getvalue())
+
+
+# -- the run -----------------------------------------------------------------------------------------------------------
 @dataclass
 class RunResult:
     run_dir: Path
@@ -46,22 +118,6 @@ class RunResult:
     def metadata(self) -> dict:
         """The run's metadata.json (dataset, seed, parameter count, versions, device)."""
         return json.loads((self.run_dir / "metadata.json").read_text())
-
-
-def resolve_device(name: str, info: distributed.DistInfo) -> torch.device:
-    """The torch device of a config's ``device`` value; refused when this machine does not have it."""
-    if name == "auto":
-        return torch.device(f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r}: torch sees no CUDA GPU on this machine; use 'auto' or 'cpu'")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
-                              f"numbered from 0")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {name!r}: MPS is not available on this machine; use 'auto' or 'cpu'")
-    return device
 
 
 def run_params(params_file: str | Path, profile: str = "full", overrides: list[str] | None = None,
@@ -140,18 +196,18 @@ def step_options(cfg: ExperimentConfig, num_classes: int) -> StepOptions:
 def _start_new(cfg: ExperimentConfig, name: str, run_dir, data: ClassificationData, model: nn.Module,
                device: torch.device, info: distributed.DistInfo, stack: contextlib.ExitStack) -> Path:
     """Claim and lock a fresh folder and write config.yaml and metadata.json; a failed start leaves no folder."""
-    folder, created = rundir.claim(run_dir, cfg.train.out_dir, name)
+    folder, created = checkpoint.claim(run_dir, cfg.train.out_dir, name)
     try:
-        stack.enter_context(rundir.locked(folder))
+        stack.enter_context(checkpoint.locked(folder))
         if not created:
-            rundir.ensure_empty(folder)
-        rundir.write_text(folder / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+            checkpoint.ensure_empty(folder)
+        checkpoint.write_text(folder / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
         meta = {"name": name, "dataset": data.name, "in_channels": data.in_channels, "num_classes": data.num_classes,
                 "seed": cfg.train.seed, "config": to_dict(cfg),
                 "parameters": sum(p.numel() for p in model.parameters()), **provenance(device, info.world_size)}
-        rundir.write_text(folder / "metadata.json", json.dumps(meta, indent=1))
+        checkpoint.write_text(folder / "metadata.json", json.dumps(meta, indent=1))
     except BaseException:
-        rundir.remove_if_created(folder, created)
+        checkpoint.remove_if_created(folder, created)
         raise
     return folder
 
@@ -162,9 +218,9 @@ def _resume(run_dir, info: distributed.DistInfo, stack: contextlib.ExitStack) ->
     folder = Path(run_dir)
     if not (folder / "config.yaml").is_file():
         raise FileNotFoundError(f"{folder} is not a flexlib run folder: no config.yaml in it")
-    stack.enter_context(rundir.locked(folder, enabled=info.is_main))
+    stack.enter_context(checkpoint.locked(folder, enabled=info.is_main))
     if info.is_main:
-        rundir.remove_temporaries(folder)
+        checkpoint.remove_temporaries(folder)
     state = load_state(folder)
     if info.is_main:
         if state["path"] != folder / CHECKPOINT and (folder / CHECKPOINT).exists():
@@ -180,7 +236,7 @@ def run_experiment(cfg: ExperimentConfig, name: str = "run", run_dir: str | Path
 
     ``resume=True`` continues the run in ``run_dir`` from its checkpoint. ``stop_after_epochs`` ends this session
     after that many epochs (as a killed or time-limited job would), leaving a resumable run. A diverging run raises
-    DivergenceError (flexlib.engine.divergence) and keeps its last good checkpoint."""
+    DivergenceError (flexlib.engine.step) and keeps its last good checkpoint."""
     validated(cfg)
     if resume and run_dir is None:
         raise ConfigError("resume=True needs the run_dir of the run to continue")
@@ -275,5 +331,5 @@ def _train(cfg, model, data, stages, state, run_dir, info, device, opts, stop_af
             if stop_after_epochs is not None and epochs_run >= stop_after_epochs:
                 return RunResult(run_dir, data.name, history, finished=False)
     if info.is_main:
-        rundir.write_text(run_dir / "summary.json", json.dumps({"dataset": data.name, "final": history[-1]}, indent=1))
+        checkpoint.write_text(run_dir / "summary.json", json.dumps({"dataset": data.name, "final": history[-1]}, indent=1))
     return RunResult(run_dir, data.name, history, finished=True)

@@ -2,7 +2,7 @@
 from .authors import AuthorsCheckpointError, from_authors_checkpoint, to_authors_state_dict
 from .conv import ConvConfig, build_conv
 from .flexnet import FlexNet, FlexNetConfig
-from .kodak import KODAK_NETS, KernelNetConfig, kodak_kernel_net_config
+from .image_nets import KODAK_NETS, KernelNetConfig, kodak_kernel_net_config
 from .njet import NJetConv
 from .registry import (available, build, config_from_dict, count_parameters, create, model_config)
 from .resnet import CIFARResNet, CIFARResNetConfig

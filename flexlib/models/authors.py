@@ -23,7 +23,7 @@ Both evaluate the same functions: the authors' grid is ``meshgrid(linspace(-1, 1
 coordinate along kernel axis d, as our coordinates (N, D); their Gabor layers scale the sine weights by γ·25.6/√L
 once at init, so the stored weights are the effective ones in both codes (no rescaling on load); σ may be
 stored negative, only σ² and |σ| are used in both. Numerical difference: our mask divides by σ² + ε with ε = 1e-8 by
-default (see flexlib.mask), a relative change of ε/σ² in the exponent; `mask_eps=0.0` computes what theirs computes.
+default (see flexlib.layers.mask), a relative change of ε/σ² in the exponent; `mask_eps=0.0` computes what theirs computes.
 """
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..flexconv import FlexConv
-from ..kernelnets import MFN
+from ..layers.flexconv import FlexConv
+from ..layers.kernelnets import MFN
 from .flexnet import FlexNet
 from .registry import create
 
@@ -216,7 +216,7 @@ def from_authors_checkpoint(checkpoint: str | Path | Mapping[str, torch.Tensor],
     if (source_res is None) != (target_res is None):
         raise ValueError("give both source_res and target_res (px) to retarget, or neither")
     if source_res is not None and source_res != target_res:
-        from ..resolution import retarget
+        from ..layers.resolution import retarget
         retarget(model, source_res, target_res)
     return model.eval()
 

@@ -2,7 +2,7 @@
 
 One switch covers the layers the paper's tables compare: FlexConv (masked continuous kernel), CKConv (no mask),
 a discrete nn.Conv ("w/ conv. (k = 3)" / "(k = 33)") and the N-Jet layer ("w/ N-Jet"), each with any kernel
-network of flexlib.kernelnets ("magnet", "gabor", "fourier", "siren").
+network of flexlib.layers.kernelnets ("magnet", "gabor", "fourier", "siren").
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..flexconv import CKConv, FlexConv
-from ..kernelnets import KERNEL_NETS
-from ..mask import DEFAULT_EPS
+from ..layers.flexconv import CKConv, FlexConv
+from ..layers.kernelnets import KERNEL_NETS
+from ..layers.mask import DEFAULT_EPS
 from .njet import NJetConv
 
 CONV_TYPES = ("flexconv", "ckconv", "conv", "njet")
@@ -34,7 +34,7 @@ class ConvConfig:
     bias: bool = True
     crop_threshold: float = 0.1       # flexconv dynamic cropping
     mask_init: str = "paper"          # flexconv: "paper" (σ² = 0.125) or "official" (σ = 0.075)
-    mask_eps: float = DEFAULT_EPS     # flexconv: ε of the mask's σ² + ε (flexlib.mask); 0.0 = the authors' arithmetic
+    mask_eps: float = DEFAULT_EPS     # flexconv: ε of the mask's σ² + ε (flexlib.layers.mask); 0.0 = the authors' arithmetic
     conv_mode: str = "auto"           # "auto" | "spatial" | "fft" | "benchmark"
     grid: str = "paper"               # flexconv/ckconv: "paper" (App. A.2) or "official" (causal: L points)
     njet_order: int = 4               # N-Jet: Gaussian derivatives up to this order
@@ -71,9 +71,8 @@ class FixedSizeCKConv(CKConv):
         self.kernel_size = kernel_size
 
     def kernel_for(self, input_size) -> torch.Tensor:
-        kernel = self.sample_kernel(self.kernel_size)
         self.last_kernel_size = (self.kernel_size,) * self.data_dim
-        return kernel * self.sampling_rate_norm if self.sampling_rate_norm != 1.0 else kernel
+        return self.scaled(self.sample_kernel(self.kernel_size))
 
 
 class CausalConv1d(nn.Conv1d):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..batched import prepare_kernels, release_kernels
+from ..layers.fused import call, model_kernels
 from .conv import ConvConfig, build_conv
 from .norm import build_norm
 
@@ -52,15 +52,17 @@ class FlexBlock(nn.Module):
         conv1x1 = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[d]
         self.shortcut = conv1x1(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.dropout(torch.relu(self.norm1(self.conv1(x))))
-        return torch.relu(self.norm2(self.conv2(out)) + self.shortcut(x))
+    def forward(self, x: torch.Tensor, kernels: dict | None = None) -> torch.Tensor:
+        """`kernels`: the FlexConvs' kernels for x's size, computed by the model (flexlib.layers.fused)."""
+        kernels = kernels or {}
+        out = self.dropout(torch.relu(self.norm1(call(self.conv1, x, kernels))))
+        return torch.relu(self.norm2(call(self.conv2, out, kernels)) + self.shortcut(x))
 
 
 class FlexNet(nn.Module):
     """Every layer sees the input's spatial size, so the FlexConvs' kernels are computed together before the
-    trunk runs (flexlib.batched: one host read of all crops per forward); `batch_kernels = False` lets each layer
-    compute its own (same values)."""
+    trunk runs (flexlib.layers.fused: one host read of all crops per forward); `batch_kernels = False` lets each
+    layer compute its own (same values)."""
 
     def __init__(self, cfg: FlexNetConfig):
         super().__init__()
@@ -80,11 +82,11 @@ class FlexNet(nn.Module):
         if x.dim() != cfg.data_dim + 2 or x.shape[1] != cfg.in_channels:
             raise ValueError(f"FlexNet: expected input (B, {cfg.in_channels}, {', '.join('*' * cfg.data_dim)}), "
                              f"got shape {tuple(x.shape)}")
-        convs = prepare_kernels(self, x.shape[2:]) if self.batch_kernels else []
-        try:
-            return self.blocks(torch.relu(self.stem_norm(self.stem(x))))
-        finally:
-            release_kernels(convs)
+        kernels = model_kernels(self, x.shape[2:]) if self.batch_kernels else {}
+        h = torch.relu(self.stem_norm(call(self.stem, x, kernels)))
+        for block in self.blocks:
+            h = block(h, kernels)
+        return h
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x).flatten(2).mean(-1))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..batched import prepare_kernels, release_kernels
+from ..layers.fused import call, model_kernels
 from .conv import ConvConfig, build_conv
 from .norm import build_norm
 
@@ -41,15 +41,17 @@ class TCNBlock(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.shortcut = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.dropout(torch.relu(self.norm1(self.conv1(x))))
-        out = self.dropout(torch.relu(self.norm2(self.conv2(out))))
+    def forward(self, x: torch.Tensor, kernels: dict | None = None) -> torch.Tensor:
+        """`kernels`: the FlexConvs' kernels for x's length, computed by the model (flexlib.layers.fused)."""
+        kernels = kernels or {}
+        out = self.dropout(torch.relu(self.norm1(call(self.conv1, x, kernels))))
+        out = self.dropout(torch.relu(self.norm2(call(self.conv2, out, kernels))))
         return torch.relu(out + self.shortcut(x))
 
 
 class TCN(nn.Module):
     """Every layer sees the input's length, so the FlexConvs' kernels are computed together before the blocks
-    run (flexlib.batched); `batch_kernels = False` lets each layer compute its own (same values)."""
+    run (flexlib.layers.fused); `batch_kernels = False` lets each layer compute its own (same values)."""
 
     def __init__(self, cfg: TCNConfig):
         super().__init__()
@@ -67,11 +69,10 @@ class TCN(nn.Module):
         """Per-step features (B, width, T); step t depends on inputs ≤ t only."""
         if x.dim() != 3 or x.shape[1] != self.config.in_channels:
             raise ValueError(f"TCN: expected a sequence (B, {self.config.in_channels}, T), got shape {tuple(x.shape)}")
-        convs = prepare_kernels(self, x.shape[2:]) if self.batch_kernels else []
-        try:
-            return self.blocks(x)
-        finally:
-            release_kernels(convs)
+        kernels = model_kernels(self, x.shape[2:]) if self.batch_kernels else {}
+        for block in self.blocks:
+            x = block(x, kernels)
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x)[:, :, -1])

@@ -1,7 +1,7 @@
 """Looking inside a trained model: its FlexConvs by depth, their masks (Fig. 6), kernel spectra and analytic
 maximum frequencies against the Nyquist frequency (Fig. 8, Table 4).
 
-Frequencies are in cycles per unit of the kernel coordinate, which spans [-1, 1], as in flexlib.alias: a kernel of
+Frequencies are in cycles per unit of the kernel coordinate, which spans [-1, 1], as in flexlib.layers.alias: a kernel of
 k samples has spacing 2 / (k - 1), so its FFT reaches f_Nyq(k) = (k - 1) / 4 (eq. 24).
 """
 from __future__ import annotations
@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..alias import flexconv_max_frequency, magnet_max_frequency, mask_max_frequency, nyquist_frequency
-from ..flexconv import FlexConv, grid, kernel_size_for
+from ..layers.alias import flexconv_max_frequency, magnet_max_frequency, mask_max_frequency, nyquist_frequency
+from ..layers.flexconv import FlexConv
+from ..layers.grids import grid, kernel_size_for
 
 
 def flexconv_layers(model: nn.Module) -> list[tuple[str, FlexConv]]:

@@ -1,7 +1,7 @@
 """Compute claims as ratios (§5 cropping, §4.3 low-resolution training, Table 3's time column): the time of one
 training step (forward, cross-entropy, backward, Adam) of registry models on random CIFAR-shaped batches.
 
-Timings use flexlib.engine.timing (the benchmarks' timer): the settings of one comparison are timed in turn within
+Timings use flexlib.paper.timing (the benchmarks' timer): the settings of one comparison are timed in turn within
 each round, so load from other processes on a shared machine hits them alike, and we report the median over rounds. Random inputs are
 enough: a step's cost does not depend on pixel values.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..engine.timing import interleaved_samples
+from .timing import interleaved_samples
 from ..models import count_parameters, create
 
 # §5: "Cropping reduces the per-epoch run time by a factor of ... 5.5x for ... CIFAR-10."

@@ -1,4 +1,4 @@
-"""Fitting a coordinate network to a signal (§4.1): the coordinate grid and PSNR that Table 5 (flexlib.paper.kodak)
+"""Fitting a coordinate network to a signal (§4.1): the coordinate grid and PSNR that Table 5 (flexlib.paper.kodak_fitting)
 and Fig. 4 (flexlib.paper.kernel_fitting) share, and Table 5's full-batch Adam loop over an image's RGB values.
 
 Each network is fitted with full-batch Adam for N iterations at a constant learning rate (App. D.2); PSNR is

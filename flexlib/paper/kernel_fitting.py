@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .fitting import coordinate_grid, psnr_from_mse
-from ..kernelnets import MAGNet, SIREN
+from ..layers.kernelnets import MAGNet, SIREN
 from ..models.njet import NJetConv
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "kernel_fitting"

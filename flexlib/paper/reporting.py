@@ -18,34 +18,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .. import __version__
-from ..engine.provenance import git_state
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else platform's best guess."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def describe(device: str | torch.device) -> str:
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu: {cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+from ..engine.provenance import describe_device as describe
+from ..engine.provenance import provenance
 
 
 def run_metadata(parameters: dict, device: str | torch.device = "cpu") -> dict:
-    """Provenance of a notebook run: git commit, torch/flexlib/python versions, device, CPU, date, parameters."""
-    return {**git_state(), "flexlib": __version__, "torch": torch.__version__,
-            "python": platform.python_version(), "device": describe(device), "cpu": cpu_name(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "host": platform.node(),
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "parameters": parameters}
+    """Provenance of a notebook run (flexlib.engine.provenance: commit, versions, device, CPU, date) and its
+    parameters."""
+    return {**provenance(device), "parameters": parameters}
 
 
 def temporary_dir(prefix: str) -> Path:
@@ -64,13 +44,25 @@ def resolve_output_dir(output_dir: str | os.PathLike | None, name: str) -> Path:
     return path
 
 
-REPOSITORY = Path(__file__).resolve().parents[2]
+def checkout_root() -> Path:
+    """The flexlib checkout the notebooks belong to: $FLEXLIB_CHECKOUT if set; else the one this package lies in
+    (an editable install); else the first folder upwards from the working directory that holds
+    params/experiments (a notebook runs in notebooks/, so a non-editable install finds its checkout too)."""
+    if os.environ.get("FLEXLIB_CHECKOUT"):
+        return Path(os.environ["FLEXLIB_CHECKOUT"]).resolve()
+    cwd = Path.cwd().resolve()
+    for folder in (Path(__file__).resolve().parents[2], cwd, *cwd.parents):
+        if (folder / "params" / "experiments").is_dir() and (folder / "notebooks").is_dir():
+            return folder
+    raise FileNotFoundError(f"no flexlib checkout (a folder with params/experiments and notebooks/) in or above "
+                            f"{Path.cwd()}; run from the checkout, or set FLEXLIB_CHECKOUT to it")
 
 
-def portable(value, root: Path = REPOSITORY):
+def portable(value, root: Path | None = None):
     """`value` with every absolute path made relative to the repository `root`; a path outside it keeps only its
     last component, after `<outside the repository>/`. Committed metadata names no folder of the machine that ran
     it."""
+    root = root or checkout_root()
     if isinstance(value, dict):
         return {k: portable(v, root) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

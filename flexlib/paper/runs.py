@@ -22,7 +22,16 @@ import pandas as pd
 
 from . import protocol
 
-PARAMS = Path(__file__).resolve().parents[2] / "params" / "experiments"
+def experiments_dir() -> Path:
+    """params/experiments of the flexlib checkout (flexlib.paper.reporting.checkout_root)."""
+    from .reporting import checkout_root
+    return checkout_root() / "params" / "experiments"
+
+
+def __getattr__(name: str):
+    if name == "PARAMS":          # `runs.PARAMS`: the experiments folder, found when first asked for
+        return experiments_dir()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ def execute(runs: list[Run], profile: str, runs_dir: Path, device: str, override
     engine_profile = "full" if profile == "full" else "quick"
     results = []
     for run in runs:
-        cfg = load_config(PARAMS / f"{run.experiment}.yaml", engine_profile,
+        cfg = load_config(experiments_dir() / f"{run.experiment}.yaml", engine_profile,
                           [*run.settings, f"train.device={device}", f"train.out_dir={runs_dir}", *(overrides or [])])
         name = f"{run.name}-{profile}"
         if source_models is not None and cfg.resolution is not None:

@@ -1,4 +1,4 @@
-"""The paper's parameter counts beside ours, one row per model and dataset (the acceptance table of issue 3).
+"""The paper's parameter counts beside ours, one row per model and dataset (an acceptance table of the models).
 
 `python -m flexlib.paper.sizes` prints the markdown table of docs/models.md.
 """
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..models.kodak import kodak_kernel_net_config
+from ..models.image_nets import kodak_kernel_net_config
 from ..models.registry import count_parameters, create
 
 TOLERANCE = 0.02

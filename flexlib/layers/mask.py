@@ -46,17 +46,22 @@ def threshold_radius(threshold: float) -> float:
     return math.sqrt(-2.0 * math.log(threshold))
 
 
-def support_box(mean: torch.Tensor, sigma: torch.Tensor, radius: float, theta: torch.Tensor | None = None,
-                eps: float = DEFAULT_EPS) -> tuple[torch.Tensor, torch.Tensor]:
-    """[low, high] per dim where eq. 1 (with σ² + ε) is ≥ the threshold of `radius` = sqrt(-2 ln t): μ ± √(σ² + ε)·r
-    (the axis-aligned box around the ellipse for a 2-D mask rotated by θ), clipped to [-1, 1]. Batched: mean,
-    sigma (..., D), theta (...)."""
-    half = (sigma * sigma + eps).sqrt() * radius if eps else sigma.abs() * radius
+def support_interval(mean, sigma, threshold: float, theta: float | None = None,
+                     eps: float = DEFAULT_EPS) -> tuple[list[float], list[float]]:
+    """[low, high] per dim where eq. 1 (with σ² + ε) is ≥ `threshold`: μ ± √(σ² + ε)·sqrt(-2 ln t) (the axis-aligned
+    box around the ellipse for a 2-D mask rotated by θ), clipped to [-1, 1]. Plain floats in and out: the crop is
+    decided on the host, from one read of the mask's parameters. A NaN stays NaN (flexlib.layers.grids.crop_range
+    refuses it: the mask has diverged)."""
+    radius = threshold_radius(threshold)
+    half = [math.sqrt(s * s + eps) * radius for s in sigma]
     if theta is not None:
-        c, s = torch.cos(theta).abs().unsqueeze(-1), torch.sin(theta).abs().unsqueeze(-1)
-        h0, h1 = half[..., :1], half[..., 1:]
-        half = torch.cat([torch.hypot(h0 * c, h1 * s), torch.hypot(h0 * s, h1 * c)], dim=-1)
-    return (mean - half).clamp(-1.0, 1.0), (mean + half).clamp(-1.0, 1.0)
+        c, s = abs(math.cos(theta)), abs(math.sin(theta))
+        half = [math.hypot(half[0] * c, half[1] * s), math.hypot(half[0] * s, half[1] * c)]
+
+    def clip(v: float) -> float:
+        return v if math.isnan(v) else min(1.0, max(-1.0, v))
+
+    return [clip(m - h) for m, h in zip(mean, half)], [clip(m + h) for m, h in zip(mean, half)]
 
 
 class GaussianMask(nn.Module):
@@ -105,11 +110,18 @@ class GaussianMask(nn.Module):
             coords = rotate(coords, self.theta, self.mean_param)
         return gaussian_mask(coords, self.mean_param, self.sigma_param, self.eps)
 
+    def raw_parameters(self) -> list[torch.Tensor]:
+        """μ (D,), the stored σ (D,; its sign is irrelevant) and, if rotated, θ as a (1,) view."""
+        return [self.mean_param, self.sigma_param] + ([self.theta.view(1)] if self.theta is not None else [])
+
     @torch.no_grad()
-    def support(self, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def support(self, threshold: float) -> tuple[list[float], list[float]]:
         """Per-dimension interval [low, high] where the mask is ≥ `threshold` (the axis-aligned box around the
-        ellipse for a rotated mask), clipped to [-1, 1]."""
-        return support_box(self.mean_param, self.sigma_param, threshold_radius(threshold), self.theta, self.eps)
+        ellipse for a rotated mask), clipped to [-1, 1], read from the device in one transfer."""
+        values = torch.cat(self.raw_parameters()).tolist()
+        d = self.data_dim
+        theta = values[2 * d] if self.theta is not None else None
+        return support_interval(values[:d], values[d:2 * d], threshold, theta, self.eps)
 
     def extra_repr(self) -> str:
         mu = [round(v, 4) for v in self.mean.tolist()]

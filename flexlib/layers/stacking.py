@@ -1,7 +1,7 @@
 """Per-layer tensors gathered into one batched tensor, and per-layer views handed back out, with backwards of one
 operation per tensor (torch.stack's backward dispatches unbind → select → as_strided per input; indexing or
-as_strided under autograd allocates a zero tensor per output). Used by flexlib.batched and
-flexlib.kernelnets.batched, so that the kernels of many layers cost few operations.
+as_strided under autograd allocates a zero tensor per output). Used by flexlib.layers.fused, so that the kernels of
+many layers cost few operations.
 """
 from __future__ import annotations
 

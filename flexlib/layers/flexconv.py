@@ -6,18 +6,17 @@ sizes + 1; App. A.2), cropped to where the mask exceeds `crop_threshold` (dynami
 """
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
 
 from . import checks
-from .functional import CONV_MODES, choose_fft, conv_nd, fft_conv_nd
+from .conv import conv_nd, fft_conv_nd
 from .grids import GRIDS, coordinates, crop_range, grid, kernel_size_for
 from .kernelnets import build_kernel_net
 from .mask import DEFAULT_EPS, OFFICIAL_INIT_SIGMA, PAPER_INIT_VARIANCE, GaussianMask
+from .path_choice import CONV_MODES, uses_fft
 
-__all__ = ["FlexConv", "CKConv", "CONV_MODES", "kernel_size_for", "grid", "crop_range"]
+__all__ = ["FlexConv", "CKConv"]
 
 OFFICIAL_MU_FACTOR = 1.667  # the authors' FlexConv: MAGNet/Gabor centres μ ~ U(±1.667·σ₀) of its mask's σ₀
 
@@ -34,32 +33,34 @@ class FlexConv(nn.Module):
         crop_threshold: dynamic cropping keeps the part of the kernel where the mask exceeds this value
             (0.1 in the paper); None disables cropping.
         conv_mode: "spatial", "fft", "auto" (chosen per call: for 1-D and 2-D on CPU by a cost model fitted
-            there, flexlib.functional.path_costs, timing both paths once per shape where it predicts a near tie;
-            in 3-D and on a GPU by timing both paths once per shape; see flexlib.functional.choose_fft) or
-            "benchmark" (always timed, as cudnn.benchmark; flexlib.functional.measured_fft).
+            there, timing both paths once per shape where it predicts a near tie; in 3-D and on a GPU by timing
+            both paths once per shape) or "benchmark" (always timed, as cudnn.benchmark); see
+            flexlib.layers.path_choice.
         hidden_features, num_layers: kernel network size (paper: 32 and 3).
         mask: use the Gaussian mask (False gives CKConv: a global kernel).
         mask_init: "paper" (σ² = 0.125, App. D.1; Gabor centres μ ~ U(±1)) or "official" (the authors' code:
             σ = 0.075 and, for "magnet"/"gabor" kernel nets, μ ~ U(±1.667·σ) = U(±0.125)).
         mask_init_mean: "last" (default for causal; §4.2), "first" (§5) or "center" (default otherwise).
         rotated_mask: learn a rotation of the 2-D mask (App. D.3).
-        mask_eps: ε of the mask's σ² + ε (flexlib.mask.GaussianMask; default 1e-8, finite gradients as σ → 0;
+        mask_eps: ε of the mask's σ² + ε (flexlib.layers.mask.GaussianMask; default 1e-8, finite gradients as σ → 0;
             0.0 computes eq. 1 as the authors' code does).
         grid: "paper" (App. A.2: an even input of n samples gets an (n + 1)-point kernel) or "official" (the
-            authors' `horizon="same"`: a causal kernel has n points; see flexlib.grids.kernel_size_for).
+            authors' `horizon="same"`: a causal kernel has n points; see flexlib.layers.grids.kernel_size_for).
         kernel_net_kwargs: further arguments of the kernel network (e.g. init="fathony", omega_0=..., mu_range=...).
 
     `sampling_rate_norm` multiplies the kernel: (r₁/r₂)^D after resolution transfer (eq. 9, see
-    flexlib.resolution); it is saved in the state dict. `last_kernel_size` is the uncropped kernel size of the
+    flexlib.layers.resolution); it is saved in the state dict. `last_kernel_size` is the uncropped kernel size of the
     latest forward pass: the k of f_Nyq(k) (eq. 24). Every forward samples the kernel from the current
-    parameters; `freeze()` reuses kernels for inference, `flexlib.bake` turns the layer into a plain nn.ConvNd.
+    parameters, or takes the one a model computed for it together with its other layers (`forward(x, kernel=...)`,
+    flexlib.layers.fused); `freeze()` reuses kernels for inference, `flexlib.bake` turns the layer into a plain
+    nn.ConvNd.
     """
 
     def __init__(self, in_channels: int, out_channels: int, data_dim: int, kernel_net="magnet", causal: bool = False,
                  crop_threshold: float | None = 0.1, conv_mode: str = "auto", hidden_features: int = 32,
                  num_layers: int = 3, mask: bool = True, bias: bool = True, mask_init: str = "paper",
                  mask_init_mean=None, rotated_mask: bool = False, kernel_net_kwargs: dict | None = None,
-                 cache_kernel: bool | None = None, grid: str = "paper", mask_eps: float = DEFAULT_EPS):
+                 grid: str = "paper", mask_eps: float = DEFAULT_EPS):
         super().__init__()
         name = type(self).__name__
         self.in_channels = checks.positive_int(name, "in_channels", in_channels)
@@ -70,10 +71,6 @@ class FlexConv(nn.Module):
             raise ValueError(f"{name}: causal=True is for sequences (data_dim=1), got data_dim={data_dim}")
         checks.one_of(name, "mask_init", mask_init, ("paper", "official"))
         checks.one_of(name, "grid", grid, GRIDS)
-        if cache_kernel is not None:
-            warnings.warn(f"{name}(cache_kernel=...) has no effect: every forward samples the kernel from the "
-                          f"current parameters; call .freeze() to reuse kernels for inference", DeprecationWarning,
-                          stacklevel=2)
         self.data_dim = data_dim
         self.causal = causal
         self.crop_threshold = crop_threshold
@@ -100,8 +97,6 @@ class FlexConv(nn.Module):
         self.last_kernel_size: tuple[int, ...] | None = None
         self.last_conv_mode: str | None = None
         self._frozen: dict | None = None
-        self._pending: tuple | None = None
-        self.register_load_state_dict_pre_hook(_keep_sampling_rate_norm_if_absent)
 
     # -- checked settings ----------------------------------------------------------------------------------
     @property
@@ -139,11 +134,11 @@ class FlexConv(nn.Module):
 
     def crop_ranges(self, kernel_size, support=None) -> list[tuple[int, int]]:
         """[start, stop) per dim of the grid of `kernel_size` kept by dynamic cropping. `support`: the mask's
-        (low, high) as lists, if already read from the device (flexlib.batched reads all layers' at once)."""
+        (low, high) as lists, if already read from the device (flexlib.layers.fused reads all layers' at once)."""
         if self.mask is None or self.crop_threshold is None:
             return [(0, k) for k in kernel_size]
         if support is None:
-            support = torch.stack(self.mask.support(self.crop_threshold)).tolist()
+            support = self.mask.support(self.crop_threshold)
         return [crop_range(k, lo, hi, self.causal) for k, lo, hi in zip(kernel_size, *support)]
 
     def crop_axes(self, kernel_size, device=None, dtype=None) -> list[torch.Tensor]:
@@ -169,19 +164,24 @@ class FlexConv(nn.Module):
         if len(size) != self.data_dim or any(not isinstance(s, int) or s < 1 for s in size):
             raise ValueError(f"{type(self).__name__}.sample_kernel: size must be {self.data_dim} positive ints, "
                              f"got {size}")
-        device, dtype = self._device_dtype()
+        device, dtype = self.device_dtype()
         return self.kernel_at(coordinates(size, [(0, s) for s in size], device, dtype), size)
+
+    def scaled(self, kernel: torch.Tensor) -> torch.Tensor:
+        """`kernel` × the resolution factor (r₁/r₂)^D of eq. 9 (`sampling_rate_norm`, 1 unless retargeted)."""
+        return kernel * self.sampling_rate_norm if self.sampling_rate_norm != 1.0 else kernel
 
     def kernel_for(self, input_size) -> torch.Tensor:
         """The cropped kernel used on an input of spatial size `input_size`, resolution factor included."""
         full = self.full_kernel_size(input_size)
         ranges = self.crop_ranges(full)
-        device, dtype = self._device_dtype()
+        device, dtype = self.device_dtype()
         kernel = self.kernel_at(coordinates(full, ranges, device, dtype), [b - a for a, b in ranges])
         self.last_kernel_size = full
-        return kernel * self.sampling_rate_norm if self.sampling_rate_norm != 1.0 else kernel
+        return self.scaled(kernel)
 
-    def _device_dtype(self):
+    def device_dtype(self) -> tuple[torch.device, torch.dtype]:
+        """Where the layer's parameters live and their dtype (CPU and the default dtype without parameters)."""
         p = next(self.parameters(), None)
         return (p.device, p.dtype) if p is not None else (torch.device("cpu"), torch.get_default_dtype())
 
@@ -203,15 +203,15 @@ class FlexConv(nn.Module):
     def frozen(self) -> bool:
         return self._frozen is not None
 
-    def use_kernel_once(self, input_size, kernel: torch.Tensor, kernel_size) -> None:
-        """Hand a kernel computed elsewhere (flexlib.batched) to this layer's next forward on `input_size`."""
-        self._pending = (tuple(input_size), kernel, tuple(kernel_size))
-
-    def _kernel(self, input_size: tuple) -> torch.Tensor:
-        pending, self._pending = self._pending, None
-        if pending is not None and pending[0] == input_size:
-            self.last_kernel_size = pending[2]
-            return pending[1]
+    def _kernel(self, input_size: tuple, given=None) -> torch.Tensor:
+        if given is not None:
+            full = self.full_kernel_size(input_size)
+            if tuple(given.full_size) != full:
+                raise ValueError(f"{type(self).__name__}: the kernel handed to forward was sampled for an uncropped "
+                                 f"size {tuple(given.full_size)}, but an input of spatial size {input_size} needs "
+                                 f"{full}; compute the kernels for this input size")
+            self.last_kernel_size = full
+            return given.weight
         if self._frozen is None:
             return self.kernel_for(input_size)
         if input_size not in self._frozen:
@@ -241,10 +241,12 @@ class FlexConv(nn.Module):
         if any(n == 0 for n in x.shape[2:]) or x.shape[0] == 0:
             raise ValueError(f"{name}: empty input, shape {tuple(x.shape)}")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kernel=None) -> torch.Tensor:
+        """Convolve x (B, C_in, *spatial) with the layer's kernel for its size; `kernel`: a
+        flexlib.layers.fused.SampledKernel computed for this input size by the model (all layers together)."""
         self._check_input(x)
-        kernel = self._kernel(tuple(x.shape[2:]))
-        use_fft = choose_fft(self.conv_mode, x, kernel, self.bias, self.causal)
+        kernel = self._kernel(tuple(x.shape[2:]), kernel)
+        use_fft = uses_fft(self.conv_mode, x, kernel, self.bias, self.causal)
         self.last_conv_mode = "fft" if use_fft else "spatial"
         conv = fft_conv_nd if use_fft else conv_nd
         return conv(x, kernel, self.bias, self.causal)
@@ -278,10 +280,3 @@ def _check_custom_kernel_net(owner: str, net: nn.Module, data_dim: int, width: i
     if isinstance(inp, int) and inp != data_dim:
         raise ValueError(f"{owner}: the kernel net must take {data_dim}-D coordinates (data_dim={data_dim}), but "
                          f"{type(net).__name__} takes {inp}")
-
-
-def _keep_sampling_rate_norm_if_absent(module, state_dict, prefix, *args) -> None:
-    """State dicts saved before sampling_rate_norm was stored load as before: the layer keeps its value."""
-    key = prefix + "_extra_state"
-    if key not in state_dict:
-        state_dict[key] = module.get_extra_state()

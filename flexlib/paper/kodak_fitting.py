@@ -1,6 +1,7 @@
 """Table 5 (§4.1, App. D.2): fit each row's ≈7k-parameter network to each Kodak image with
 `flexlib.paper.fitting.fit_image`, keeping the PSNR curve and the reconstruction. `run_fit` is the
-`python -m flexlib fit` command: the same fits, written to a run folder.
+`python -m flexlib fit` command: the same fits, configured by a `FitConfig` (params/experiments/kodak.yaml),
+written to a run folder.
 """
 from __future__ import annotations
 
@@ -14,8 +15,12 @@ from pathlib import Path
 import torch
 
 from .._progress import progress
-from ..data.kodak import kodak_image
-from ..models.kodak import kodak_kernel_net_config
+from ..data.kodak_images import kodak_image
+from ..engine.config import at_least, every, non_empty, number, one_of, to_dict
+from ..engine.config import device as a_device
+from ..engine.distributed import resolve_device
+from ..engine.provenance import provenance
+from ..models.image_nets import KODAK_NETS, kodak_kernel_net_config
 from .fitting import fit_image, shrink
 
 # Table 5: average PSNR (dB) over the 24 Kodak images at 768×512 after 20 000 iterations.
@@ -24,6 +29,31 @@ KODAK_PAPER_PSNR = {"siren": 25.665, "fourier": 23.276, "gabor": 25.361, "gabor-
 ROW_LABELS = {"siren": "SIREN", "fourier": "Fourier MFN", "gabor": "Gabor MFN",
               "gabor-improved-init": "Gabor MFN + improved init", "magnet-fathony-init": "MAGNet w/o improved init",
               "magnet": "MAGNet"}
+
+
+def _checked(default, rule, factory: bool = False):
+    """A config field with the rule its values must pass (flexlib.engine.config)."""
+    kind = "default_factory" if factory else "default"
+    return field(**{kind: default}, metadata={"check": rule})
+
+
+_IMAGE = lambda v: None if isinstance(v, int) and 1 <= v <= 24 else "an integer 1..24 (kodim01..kodim24)"
+
+
+@dataclass
+class FitConfig:
+    """Kodak image fitting (Table 5, App. D.2): one ≈7k-parameter kernel net per Table 5 row and image."""
+    rows: list[str] = _checked(lambda: list(ROW_LABELS), every(one_of(lambda: list(KODAK_NETS), "Table 5 rows")),
+                               factory=True)              # flexlib.models.image_nets
+    images: list[int] = _checked(lambda: list(range(1, 25)), every(_IMAGE), factory=True)   # kodimXX numbers
+    iterations: int = _checked(20000, at_least(1))
+    lr: float = _checked(0.01, number(0, strict=True))
+    siren_lr: float = _checked(0.001, number(0, strict=True))   # App. D.2: SIRENs diverge at 0.01
+    downsample: int = _checked(1, at_least(1))   # fit an image shrunk by this factor (quick profile); 1 = 768x512
+    seed: int = _checked(0, at_least(0))
+    device: str = _checked("auto", a_device)
+    out_dir: str = _checked("runs", non_empty)
+    description: str = ""
 
 
 @dataclass
@@ -70,13 +100,9 @@ def mean_psnr(fits: list[KodakFit], row: str) -> float:
 
 
 def run_fit(cfg, name: str = "kodak", run_dir: str | Path | None = None) -> list[dict]:
-    """`python -m flexlib fit`: fit every Table 5 row of `cfg` (a flexlib.engine.config.FitConfig) to every image;
-    write results.csv (after every fit), summary.json and metadata.json to the run folder."""
-    from ..engine.config import to_dict
-    from ..engine.distributed import DistInfo
-    from ..engine.provenance import provenance
-    from ..engine.run import resolve_device
-    device = resolve_device(cfg.device, DistInfo())
+    """`python -m flexlib fit`: fit every Table 5 row of `cfg` (a FitConfig) to every image; write results.csv
+    (after every fit), summary.json and metadata.json to the run folder."""
+    device = resolve_device(cfg.device)
     run_dir = Path(run_dir) if run_dir else Path(cfg.out_dir) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir.mkdir(parents=True, exist_ok=True)
     dataset = f"Kodak (24 images, 768x512{'' if cfg.downsample == 1 else f', shrunk {cfg.downsample}x'})"

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
-from ..kernelnets import build_kernel_net
+from ..layers.kernelnets import build_kernel_net
 
 
 @dataclass(frozen=True)
