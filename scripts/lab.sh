@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 unset PYTHONDONTWRITEBYTECODE MPLBACKEND
+set -a; . params/numerics.env; set +a   # pinned numerics (instruction set, threads)
 extra=()
 [ "$(id -u)" = 0 ] && extra+=(--allow-root)
 exec .venv/bin/jupyter lab --ServerApp.root_dir=notebooks "${extra[@]}" "$@"

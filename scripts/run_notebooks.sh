@@ -8,6 +8,7 @@ name=${1:-all}
 profile=${2:-quick}
 bash scripts/setup.sh
 unset PYTHONDONTWRITEBYTECODE MPLBACKEND   # figures go inline into the executed notebooks
+set -a; . params/numerics.env; set +a   # pinned numerics (instruction set, threads)
 if [ "$name" = all ]; then
   names=$(ls notebooks/*.ipynb | xargs -n1 basename | sed 's/\.ipynb$//')
 else

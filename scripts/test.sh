@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 unset PYTHONDONTWRITEBYTECODE MPLBACKEND
+set -a; . params/numerics.env; set +a   # pinned numerics (instruction set, threads)
 # nbval stops the notebooks' kernels without letting them clean up: their temporary folders go into a scratch
 # folder removed when the tests end
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/flexlib-tests-XXXXXX")

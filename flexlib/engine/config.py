@@ -64,6 +64,9 @@ class TrainConfig:
     # before each resolution change and at the end, go back to the weights of the stage's best epoch (by validation
     # accuracy where the data has a validation split, else test accuracy), as the authors' trainer does
     restore_best: bool = False
+    # deterministic algorithms (torch.use_deterministic_algorithms) and, with them, a convolution path chosen by the
+    # cost model alone (never timed): the same numbers on every run and after a resume; false for speed on GPUs
+    deterministic: bool = True
     out_dir: str = "runs"
 
 

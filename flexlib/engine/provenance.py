@@ -1,7 +1,9 @@
-"""What produced a result: commit, versions, device, CPU, threads, host, time. Written beside every run's metrics,
-every notebook's results and every benchmark (one function for all three: `provenance`)."""
+"""What produced a result: commit, versions of every installed package, device, CPU, the numerics in use
+(instruction set, threads, deterministic algorithms), host, time. Written beside every run's metrics, every
+notebook's results and every benchmark (one function for all three: `provenance`)."""
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import subprocess
@@ -56,9 +58,27 @@ def describe_device(device: str | torch.device) -> str:
     return f"cpu: {cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
+# The variables that pick the kernels (and so the rounding) of a CPU run; params/numerics.env pins them.
+NUMERICS_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def numerics() -> dict:
+    """What decides the rounding of this process's results: the instruction set ATen dispatches to, the variables
+    of NUMERICS_ENV, torch's thread count and whether deterministic algorithms are on."""
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "env": {k: os.environ.get(k) for k in NUMERICS_ENV}, "torch_threads": torch.get_num_threads(),
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}
+
+
+def packages() -> list[str]:
+    """Every installed distribution as "name==version", sorted."""
+    return sorted({f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions()
+                   if d.metadata["Name"]}, key=str.lower)
+
+
 def provenance(device: str | torch.device = "cpu", world_size: int = 1) -> dict:
     from .. import __version__
     return {**git_state(), "flexlib": __version__, "torch": torch.__version__, "python": sys.version.split()[0],
             "device": describe_device(device), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "world_size": world_size, "host": platform.node(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "numerics": numerics(), "packages": packages()}

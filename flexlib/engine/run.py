@@ -229,6 +229,22 @@ def _resume(run_dir, info: distributed.DistInfo, stack: contextlib.ExitStack) ->
     return folder, state
 
 
+@contextlib.contextmanager
+def deterministic(enabled: bool):
+    """Deterministic algorithms (and no cuDNN autotuning) on or off for the duration of a run, as before after it;
+    with them on, `conv_mode="auto"` never times (flexlib.layers.path_choice). warn_only: an op without a
+    deterministic implementation warns rather than stops the run."""
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+                torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    torch.backends.cudnn.benchmark = not enabled and previous[2]
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.benchmark = previous[2]
+
+
 def run_experiment(cfg: ExperimentConfig, name: str = "run", run_dir: str | Path | None = None,
                    resume: bool = False, stop_after_epochs: int | None = None,
                    model_fn: Callable[[ExperimentConfig, ClassificationData], nn.Module] = default_model) -> RunResult:
@@ -248,6 +264,7 @@ def run_experiment(cfg: ExperimentConfig, name: str = "run", run_dir: str | Path
     stages = stages_of(cfg)
     with contextlib.ExitStack() as stack:
         stack.callback(distributed.cleanup)
+        stack.enter_context(deterministic(cfg.train.deterministic))
         state = None
         if resume:
             run_dir, state = _resume(run_dir, info, stack)

@@ -5,8 +5,10 @@ Policies: "spatial", "fft"; "benchmark" times both paths once per shape signatur
 cudnn.benchmark); "auto" predicts with the cost model (free, the same on every run) for 1-D and 2-D on CPU, where
 the model was fitted and validated, and times only its near ties (predictions within `NEAR_TIE`×, where it errs by
 up to 1.9×); in 3-D (few shapes in its fit: it misjudges 3-D FFTs at 16-32 channels by up to 2.5×) and on other
-devices (no model fitted there) "auto" times. Under torch.compile, which cannot time, every timed choice becomes
-the cost model's.
+devices (no model fitted there) "auto" times. Timing depends on the machine's load, so two runs (or a run and its
+resume) could choose differently and round differently: with deterministic algorithms on
+(`torch.use_deterministic_algorithms(True)`, which the engine and the notebooks turn on) and under torch.compile,
+which cannot time, every timed choice becomes the cost model's, the same on every run.
 """
 from __future__ import annotations
 
@@ -167,7 +169,7 @@ def _modelled(x, kernel, causal) -> bool:
 
 
 def _timed(x, kernel, bias, causal) -> bool:
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or torch.are_deterministic_algorithms_enabled():
         return _modelled(x, kernel, causal)
     return TIMER.prefers_fft(x, kernel, bias, causal)
 

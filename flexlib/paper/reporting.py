@@ -11,6 +11,7 @@ import math
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -168,10 +169,28 @@ def require(condition: bool, message: str) -> None:
 PROFILES = ("quick", "cpu", "full", "authors")
 
 
+def numerics_pins() -> dict[str, str]:
+    """The environment params/numerics.env pins for every reproduction run ({variable: value})."""
+    pins = {}
+    for line in (checkout_root() / "params" / "numerics.env").read_text().splitlines():
+        key, sep, value = line.split("#", 1)[0].strip().partition("=")
+        if sep:
+            pins[key.strip()] = value.strip()
+    return pins
+
+
+def unpinned_numerics() -> list[str]:
+    """The pinned variables this process does not have as params/numerics.env sets them ("NAME=value (pinned: v)")."""
+    return [f"{k}={os.environ.get(k, '<unset>')} (pinned: {v})" for k, v in numerics_pins().items()
+            if os.environ.get(k) != v]
+
+
 def notebook_setup(name: str, params: dict, profiles=("quick", "cpu", "full")) -> tuple[Path, Path]:
     """The checks and setup every notebook shares, from its checked parameters: `profile` among `profiles`, `device`
-    usable here, `threads` ≥ 1 (set for torch), `overrides` as 'section.key=value'. Returns (the output folder,
-    the folder for engine runs: `<out>/runs` with keep_runs, else a temporary one)."""
+    usable here, `threads` ≥ 1 (set for torch), `overrides` as 'section.key=value'; deterministic algorithms on (and
+    with them a convolution path chosen without timing), and a note when the instruction set is not pinned as
+    params/numerics.env pins it. Returns (the output folder, the folder for engine runs: `<out>/runs` with
+    keep_runs, else a temporary one)."""
     profile, device = params["profile"], params.get("device", "cpu")
     require(profile in profiles, f"profile must be one of {list(profiles)}, got {profile!r}")
     require(device == "cpu" or device.startswith("cuda"), f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
@@ -182,6 +201,12 @@ def notebook_setup(name: str, params: dict, profiles=("quick", "cpu", "full")) -
     require(all(isinstance(o, str) and "=" in o for o in overrides),
             f"overrides must be 'section.key=value' strings, got {overrides!r}")
     torch.set_num_threads(params.get("threads", 1))   # one thread: on a shared 2-core machine, 2 can be 10x slower
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    unpinned = unpinned_numerics()
+    if unpinned:
+        print(f"note: numerics not pinned in this kernel ({'; '.join(unpinned)}): numbers can differ from results/ on "
+              f"another CPU. `bash scripts/lab.sh` and `bash scripts/reproduce.sh` pin them (params/numerics.env).",
+              file=sys.stderr)
     out = resolve_output_dir(params.get("output_dir"), name)
     runs_dir = out / "runs" if params.get("keep_runs") else temporary_dir(f"flexlib-{name}-runs-")
     return out, runs_dir
