@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torchvision
 
 import formats
 from flexlib.data import sources

@@ -5,7 +5,6 @@ import os
 import secrets
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path

@@ -12,7 +12,6 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import torch
 from torch.utils.data import DataLoader
 
 from ..data import build, data_root, sha256

@@ -8,6 +8,6 @@ from .registry import (available, build, config_from_dict, count_parameters, cre
 from .resnet import CIFARResNet, CIFARResNetConfig
 from .tcn import TCN, TCNConfig
 
-__all__ = ["create", "available", "count_parameters", "model_config", "build", "config_from_dict", "ConvConfig",
+__all__ = ["from_authors_checkpoint", "to_authors_state_dict", "AuthorsCheckpointError", "create", "available", "count_parameters", "model_config", "build", "config_from_dict", "ConvConfig",
            "build_conv", "FlexNet", "FlexNetConfig", "TCN", "TCNConfig", "CIFARResNet", "CIFARResNetConfig",
            "NJetConv", "KernelNetConfig", "KODAK_NETS", "kodak_kernel_net_config"]

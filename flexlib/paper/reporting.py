@@ -9,18 +9,17 @@ import atexit
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from ..engine.provenance import describe_device as describe
-from ..engine.provenance import provenance
+from ..engine.provenance import describe_device, provenance
+
+describe = describe_device   # "cpu: <model>, <n> cores, <t> torch threads" or the GPU's name, for a notebook's text
 
 
 def run_metadata(parameters: dict, device: str | torch.device = "cpu") -> dict:
