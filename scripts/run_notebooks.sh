@@ -9,6 +9,7 @@ profile=${2:-quick}
 bash scripts/setup.sh
 unset PYTHONDONTWRITEBYTECODE MPLBACKEND   # figures go inline into the executed notebooks
 set -a; . params/numerics.env; set +a   # pinned numerics (instruction set, threads)
+export FLEXLIB_PROGRESS=text   # progress as text lines in executed notebooks, not widgets
 if [ "$name" = all ]; then
   names=$(ls notebooks/*.ipynb | xargs -n1 basename | sed 's/\.ipynb$//')
 else

@@ -6,11 +6,12 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 unset PYTHONDONTWRITEBYTECODE MPLBACKEND
 set -a; . params/numerics.env; set +a   # pinned numerics (instruction set, threads)
+export FLEXLIB_PROGRESS=text   # progress as text lines in executed notebooks, not widgets
 # nbval stops the notebooks' kernels without letting them clean up: their temporary folders go into a scratch
 # folder removed when the tests end
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/flexlib-tests-XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
-export TMPDIR="$scratch"
+export TMPDIR="$scratch" FLEXLIB_INTERACTIVE_DIR="$scratch/interactive"   # notebooks run without output_dir
 if [ $# -eq 0 ]; then
   set -- tests notebooks --nbval-lax --nbval-current-env
 fi

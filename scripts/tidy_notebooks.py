@@ -6,8 +6,9 @@
                                                          # keep only the last redraw of each progress-bar line,
                                                          # and name files of the checkout relative to notebooks/
 
-Ids are given once, to cells that have none, and kept from then on, so JupyterLab opens and saves a notebook
-without rewriting it.
+Ids are given once, to cells that have none, and kept from then on; the kernelspec and language_info are the ones
+the project's kernel reports (`kernel_metadata`); so JupyterLab opens a notebook, source or executed, without
+marking it modified.
 """
 from __future__ import annotations
 
@@ -21,8 +22,25 @@ from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tidy_source(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+def kernel_metadata() -> dict:
+    """The notebook metadata JupyterLab writes when the project's python3 kernel connects: the kernelspec's name,
+    display name and language, and the language_info of the kernel's kernel_info reply."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import start_new_kernel
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    manager, client = start_new_kernel(kernel_name="python3")
+    try:
+        info = client.kernel_info(reply=True, timeout=60)["content"]["language_info"]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    return {"kernelspec": {"display_name": spec.display_name, "language": spec.language, "name": "python3"},
+            "language_info": info}
+
+
+def tidy_source(nb: nbformat.NotebookNode, kernel: dict) -> nbformat.NotebookNode:
     nb.nbformat, nb.nbformat_minor = 4, 5
+    nb.metadata.update(nbformat.from_dict(kernel))
     used = {c.get("id") for c in nb.cells}
     for cell in nb.cells:
         if not cell.get("id"):
@@ -37,9 +55,10 @@ def tidy_source(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def sources(check: bool) -> int:
     changed = []
+    kernel = kernel_metadata()
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         text = path.read_text()
-        nb = tidy_source(nbformat.reads(text, as_version=4))
+        nb = tidy_source(nbformat.reads(text, as_version=4), kernel)
         nbformat.validate(nb)
         new = nbformat.writes(nb) + "\n"
         if new != text:
@@ -58,8 +77,10 @@ def portable_paths(text: str, root: Path = ROOT) -> str:
 
 
 def executed(paths: list[str]) -> int:
+    kernel = kernel_metadata()
     for name in paths:
         nb = nbformat.read(name, as_version=4)
+        nb.metadata.update(nbformat.from_dict(kernel))
         nb, _ = CoalesceStreamsPreprocessor().preprocess(nb, {})
         Path(name).write_text(portable_paths(nbformat.writes(nb)) + "\n")
     return 0

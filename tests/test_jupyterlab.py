@@ -1,11 +1,13 @@
-"""The README's JupyterLab command starts a server from the venv that lists the notebooks and runs them with the
-venv's Python (headless, on 127.0.0.1, through JupyterLab's REST API)."""
+"""The README's JupyterLab command starts a server from the venv on the whole checkout (notebooks/ and results/),
+without the news popup, whose kernel runs the venv's Python and reports the metadata the notebooks carry (headless,
+on 127.0.0.1, through JupyterLab's REST API)."""
 import json
 import os
 import secrets
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -26,14 +28,13 @@ def _get(url: str, token: str):
         return json.load(response)
 
 
-@pytest.fixture(scope="module")
-def server():
+def _start(*args):
     if not (ROOT / ".venv" / "bin" / "jupyter").exists():
         pytest.skip("needs the project's .venv (bash scripts/setup.sh)")
     port, token = _free_port(), secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER")}
     proc = subprocess.Popen(["bash", "scripts/lab.sh", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-                             f"--IdentityProvider.token={token}"], cwd=ROOT, env=env,
+                             f"--IdentityProvider.token={token}", *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -56,11 +57,43 @@ def server():
             proc.kill()
 
 
-def test_lab_lists_every_paper_notebook(server):
+@pytest.fixture(scope="module")
+def server():
+    yield from _start()
+
+
+def _names(base: str, token: str, folder: str = "") -> set[str]:
+    return {item["name"] for item in _get(f"{base}/api/contents/{folder}", token)["content"]}
+
+
+def test_lab_serves_the_checkout_and_opens_on_the_notebooks(server):
     base, token = server
-    listed = {item["name"] for item in _get(f"{base}/api/contents/", token)["content"]}
     expected = {p.name for p in (ROOT / "notebooks").glob("*.ipynb")}
-    assert expected and expected <= listed, f"missing: {sorted(expected - listed)}"
+    assert expected and expected <= _names(base, token, "notebooks")
+    assert {"notebooks", "results", "params"} <= _names(base, token)
+    assert "quick" in _names(base, token, "results/cifar")                      # executed results one click away
+    request = urllib.request.Request(f"{base}/", headers={"Authorization": f"token {token}"})
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args):
+            return None
+    try:
+        urllib.request.build_opener(NoRedirect).open(request, timeout=5)
+        location = None
+    except urllib.error.HTTPError as err:
+        location = err.headers["Location"]
+    assert location and location.split("?")[0].endswith("/lab/tree/notebooks")
+
+
+def test_lab_starts_without_the_news_popup(server):
+    base, token = server
+    setting = _get(f"{base}/lab/api/settings/@jupyterlab/apputils-extension:notification", token)
+    assert setting["schema"]["properties"]["fetchNews"]["default"] == "false"     # "none" asks with a popup
+
+
+def test_lab_passes_a_root_dir_of_the_users_through():
+    for base, token in _start("--ServerApp.root_dir=notebooks"):
+        assert "cifar.ipynb" in _names(base, token)
 
 
 def _request(url: str, token: str, method: str, body: dict | None = None):
@@ -104,5 +137,5 @@ def test_lab_kernel_runs_the_venvs_python(server):
 
 def test_lab_opens_a_notebook_as_nbformat_4_5(server):
     base, token = server
-    model = _get(f"{base}/api/contents/cifar.ipynb", token)
+    model = _get(f"{base}/api/contents/notebooks/cifar.ipynb", token)
     assert model["type"] == "notebook" and model["content"]["nbformat_minor"] == 5

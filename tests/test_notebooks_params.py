@@ -77,6 +77,26 @@ def test_notebook_is_nbformat_4_5_with_stable_cell_ids(notebook):
     assert all(ids) and len(set(ids)) == len(ids), f"{notebook.name}: every cell needs its own id"
 
 
+@pytest.fixture(scope="module")
+def kernel_reply():
+    """What the project's python3 kernel reports on connecting: JupyterLab writes this into a notebook it opens."""
+    import sys
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from tidy_notebooks import kernel_metadata
+    return kernel_metadata()
+
+
+def test_notebooks_and_executed_results_carry_the_kernels_own_metadata(kernel_reply):
+    """JupyterLab marks a notebook modified when the kernel's kernel_info reply (language_info) or the kernelspec's
+    display name differ from the notebook's metadata; the sources and every executed result carry them as they are."""
+    assert kernel_reply["language_info"]["name"] == "python" and kernel_reply["language_info"]["version"]
+    executed = sorted((ROOT / "results").glob("*/*/*.ipynb"))
+    for path in [*NOTEBOOKS, *executed]:
+        metadata = json.loads(path.read_text())["metadata"]
+        assert metadata["kernelspec"] == kernel_reply["kernelspec"], path.relative_to(ROOT)
+        assert metadata["language_info"] == kernel_reply["language_info"], path.relative_to(ROOT)
+
+
 def test_tidy_script_finds_nothing_to_change():
     import subprocess
     import sys
@@ -85,16 +105,23 @@ def test_tidy_script_finds_nothing_to_change():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_temporary_folders_of_a_notebook_are_removed_when_its_kernel_exits(tmp_path):
-    """Without output_dir and keep_runs a notebook writes into temporary folders; they must not pile up in /tmp."""
+def test_an_interactive_run_keeps_its_outputs_in_a_visible_folder_and_removes_its_temporary_runs(tmp_path):
+    """Without output_dir (JupyterLab) a notebook's outputs go to results/<notebook>/interactive/<time>/ (here the
+    folder $FLEXLIB_INTERACTIVE_DIR names) and stay; its engine runs (without keep_runs) go to a temporary folder,
+    removed when the kernel exits, so they do not pile up in /tmp."""
     import subprocess
     import sys
     code = ("from flexlib.paper.reporting import notebook_setup\n"
             "out, runs = notebook_setup('demo', {'profile': 'quick'})\n"
+            "(out / 'table.csv').write_text('a\\n1\\n')\n"
             "(runs / 'checkpoint.pt').write_bytes(b'x')\n"
             "print(out, runs)\n")
-    env = {"TMPDIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    out, runs = (Path(p) for p in done.stdout.split())
-    assert out.parent == tmp_path and runs.parent == tmp_path
-    assert not out.exists() and not runs.exists() and not list(tmp_path.glob("flexlib-*"))
+    env = {"TMPDIR": str(tmp_path / "tmp"), "PATH": "/usr/bin:/bin", "FLEXLIB_INTERACTIVE_DIR": str(tmp_path / "kept")}
+    (tmp_path / "tmp").mkdir()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                          cwd=ROOT / "notebooks")
+    said, paths = done.stdout.splitlines()[0], done.stdout.splitlines()[-1]
+    out, runs = (Path(p) for p in paths.split())
+    assert said.startswith("this interactive run keeps its outputs in") and out.name in said
+    assert out.parent == tmp_path / "kept" and (out / "table.csv").is_file()
+    assert runs.parent == tmp_path / "tmp" and not runs.exists() and not list((tmp_path / "tmp").glob("flexlib-*"))

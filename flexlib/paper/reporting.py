@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -35,10 +36,27 @@ def temporary_dir(prefix: str) -> Path:
     return path
 
 
+def interactive_dir(name: str) -> Path:
+    """Where a notebook run without an output_dir (interactively, in JupyterLab) keeps its outputs:
+    results/<notebook>/interactive/<date-time>/ of the checkout (git-ignored), or under $FLEXLIB_INTERACTIVE_DIR when
+    set (the test suite points it at a scratch folder)."""
+    base = Path(os.environ["FLEXLIB_INTERACTIVE_DIR"]) if os.environ.get("FLEXLIB_INTERACTIVE_DIR") else \
+        checkout_root() / "results" / name / "interactive"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for k in range(1, 1000):
+        path = base / (stamp if k == 1 else f"{stamp}-{k}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free folder name next to {base / stamp}")
+
+
 def resolve_output_dir(output_dir: str | os.PathLike | None, name: str) -> Path:
-    """`output_dir`, created; None means a temporary folder, removed at exit (nbval runs must not touch results/)."""
+    """`output_dir`, created; None (an interactive run) means a new folder `interactive_dir(name)`, kept."""
     if output_dir is None:
-        return temporary_dir(f"flexlib-{name}-")
+        return interactive_dir(name)
     path = Path(output_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -207,5 +225,7 @@ def notebook_setup(name: str, params: dict, profiles=("quick", "cpu", "full")) -
               f"another CPU. `bash scripts/lab.sh` and `bash scripts/reproduce.sh` pin them (params/numerics.env).",
               file=sys.stderr)
     out = resolve_output_dir(params.get("output_dir"), name)
+    if params.get("output_dir") is None:
+        print(f"this interactive run keeps its outputs in {portable(str(out))}/")
     runs_dir = out / "runs" if params.get("keep_runs") else temporary_dir(f"flexlib-{name}-runs-")
     return out, runs_dir
