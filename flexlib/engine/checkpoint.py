@@ -4,7 +4,9 @@ Format: one header line ``FLEXLIB-CHECKPOINT 1 sha256=<hex> bytes=<n>`` then the
 checks the length and the SHA-256 of the payload before ``torch.load(weights_only=True)`` reads it, so a truncated,
 damaged or foreign file is refused with its name and the reason, and a file holding code is never unpickled.
 Saving is atomic (temporary file in the same folder, fsync, ``os.replace``) and keeps the checkpoint it replaces as
-``<name>.prev.pt``, so that a run can resume from it when the latest is unusable.
+``<name>.prev.pt``, so that a run can resume from it when the latest is unusable. A run checkpoint carries its run's
+identity (run id, seed, SHA-256 of config.yaml): a run continues only from its own, and NaN or inf weights are
+refused (flexlib.models.weights.check_finite).
 
 A run's folder is claimed once (never another run's), locked while a process trains in it, and written atomically.
 """
@@ -13,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
-import pickle
 import random
 import re
 import shutil
@@ -30,6 +32,7 @@ from torch import nn
 
 from .config import ConfigError, ExperimentConfig, from_dict, read_yaml, YAMLError
 from ..data import ClassificationData, build
+from ..models.weights import check_finite, read_tensors
 
 try:
     import fcntl
@@ -108,15 +111,7 @@ def decode(data: bytes, path: str | Path = "<bytes>", map_location="cpu"):
         raise CheckpointError(f"{path} is truncated or extended: {len(payload)} payload bytes, the header says {size}")
     if hashlib.sha256(payload).hexdigest() != expected:
         raise CheckpointError(f"{path} is damaged: the SHA-256 of its content does not match the one written with it")
-    try:
-        return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"GLOBAL ([\w.]+)", str(err))
-        what = f" ({found.group(1)})" if found else ""
-        raise CheckpointError(f"{path} was refused: it holds objects other than tensors and plain data{what}, "
-                              f"which could run code when loaded") from None
-    except (RuntimeError, EOFError, ValueError) as err:
-        raise CheckpointError(f"{path} cannot be read: {' '.join(str(err).split())[:200]}") from None
+    return read_tensors(payload, str(path), map_location, error=CheckpointError)
 
 
 def save_atomic(obj, path: str | Path, keep_previous: bool = True) -> Path:
@@ -166,22 +161,35 @@ def load(path: str | Path, map_location="cpu"):
     return decode(path.read_bytes(), path, map_location)
 
 
-def load_latest(path: str | Path, map_location="cpu") -> tuple[dict, Path]:
+class ForeignCheckpointError(CheckpointError):
+    """A checkpoint of another run (its identity differs from the run folder's): never used, never a fallback."""
+
+
+def load_latest(path: str | Path, map_location="cpu", check=None) -> tuple[dict, Path]:
     """The checkpoint at ``path``, or, when it is missing or unusable, the previous one with a CheckpointWarning.
 
-    Returns the object and the file it came from; raises CheckpointError naming both files when neither is usable,
-    FileNotFoundError when there is none."""
+    ``check(obj, path)`` raises CheckpointError for a checkpoint that reads but cannot be used (then the previous
+    one is tried), ForeignCheckpointError for another run's (refused, no fallback). Returns the object and the file
+    it came from; raises CheckpointError naming both files when neither is usable, FileNotFoundError when there is
+    none."""
     path = Path(path)
     previous = previous_path(path)
     if not path.exists() and not previous.exists():
-        raise FileNotFoundError(f"no checkpoint in {path.parent}: the run stopped before finishing its first epoch; "
-                                f"start it again without --resume")
+        raise FileNotFoundError(f"no checkpoint in {path.parent} (neither {path.name} nor {previous.name})")
+
+    def checked(file: Path):
+        obj = load(file, map_location)
+        if check is not None:
+            check(obj, file)
+        return obj
     try:
-        return load(path, map_location), path
+        return checked(path), path
+    except ForeignCheckpointError:
+        raise
     except (CheckpointError, FileNotFoundError) as err:
         latest_problem = str(err)
     try:
-        state = load(previous, map_location)
+        state = checked(previous)
     except (CheckpointError, FileNotFoundError) as err:
         raise CheckpointError(f"no usable checkpoint: {latest_problem}; and {err}") from None
     warnings.warn(CheckpointWarning(f"{latest_problem}; using the previous checkpoint {previous} instead"),
@@ -199,6 +207,11 @@ class RunDirError(ValueError):
 
 def _contents(path: Path) -> list[str]:
     return sorted(p.name for p in path.iterdir() if p.name != LOCK)
+
+
+def run_files(path: Path) -> list[str]:
+    """What a run folder holds, without its lock and hidden temporaries."""
+    return [n for n in _contents(path) if not n.startswith(".")]
 
 
 def claim(run_dir: str | Path | None, out_dir: str | Path, name: str) -> tuple[Path, bool]:
@@ -331,13 +344,100 @@ def initial_model(cfg: ExperimentConfig) -> nn.Module:
     return default_model(cfg, data)
 
 
-def load_state(run_dir: Path, map_location="cpu") -> dict:
-    """The run's latest usable checkpoint (the previous one, with a warning, when the latest is unusable)."""
-    state, path = load_latest(run_dir / CHECKPOINT, map_location)
+# -- a run's identity: which run a checkpoint belongs to ---------------------------------------------------------------
+def config_sha256(config: dict) -> str:
+    """The SHA-256 of a run's config as canonical JSON (sorted keys): the same for the same config.yaml content."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def run_identity(run_dir: str | Path) -> dict:
+    """The identity of the run in ``run_dir``, stamped on its checkpoints: its run id (metadata.json; None in a
+    run started by an older flexlib), its seed and the SHA-256 of its config.yaml, and the config itself (so that
+    a refusal can name the keys that differ)."""
+    run_dir = Path(run_dir)
+    try:
+        raw = read_yaml(run_dir / "config.yaml")
+    except YAMLError as err:
+        raise ConfigError(str(err)) from None
+    raw = raw if isinstance(raw, dict) else {}
+    try:
+        meta = json.loads((run_dir / "metadata.json").read_text())
+    except (OSError, ValueError):
+        meta = {}
+    train = raw.get("train") if isinstance(raw.get("train"), dict) else {}
+    return {"run_id": meta.get("run_id") if isinstance(meta, dict) else None, "seed": train.get("seed", 0),
+            "config_sha256": config_sha256(raw), "config": raw}
+
+
+def _flat(config, prefix: str = "") -> dict:
+    if not isinstance(config, dict):
+        return {prefix: config}
+    return {k: v for key, value in config.items() for k, v in _flat(value, f"{prefix}.{key}" if prefix else
+                                                                      str(key)).items()}
+
+
+def config_differences(found, expected, ignore=()) -> list[str]:
+    """The dotted keys where two configs differ, each as "key: found (this run: expected)"."""
+    a, b = _flat(found if isinstance(found, dict) else {}), _flat(expected if isinstance(expected, dict) else {})
+    keys = [k for k in dict.fromkeys([*b, *a]) if a.get(k) != b.get(k) and k not in ignore]
+    return [f"{k}: {a.get(k)!r} (this run: {b.get(k)!r})" for k in keys]
+
+
+def check_identity(state: dict, expected: dict, path: Path) -> None:
+    """Refuse the checkpoint of another run (ForeignCheckpointError naming what differs). A checkpoint without an
+    identity (flexlib before identities) is accepted with a warning in a run folder of that age, refused in a run
+    that stamps its checkpoints."""
+    found = state.get("identity")
+    if found is None:
+        if expected["run_id"] is not None:
+            raise ForeignCheckpointError(f"{path} carries no run identity but run {expected['run_id'][:12]} stamps "
+                                         f"every checkpoint it writes: it is not this run's checkpoint")
+        warnings.warn(CheckpointWarning(f"{path} carries no run identity (written by an older flexlib); it is taken "
+                                        f"to be this run's without a check of its config and seed"), stacklevel=3)
+        return
+    if not isinstance(found, dict):
+        raise ForeignCheckpointError(f"{path} has a malformed run identity ({type(found).__name__})")
+    differ = []
+    if found.get("seed") != expected["seed"]:
+        differ.append(f"seed {found.get('seed')!r} (this run: {expected['seed']!r})")
+    if found.get("config_sha256") != expected["config_sha256"]:
+        keys = [d for d in config_differences(found.get("config"), expected["config"])
+                if not d.startswith("train.seed:")]
+        differ.append(f"config {str(found.get('config_sha256'))[:12]} (this run: {expected['config_sha256'][:12]})"
+                      + (f", in {'; '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}" if keys else ""))
+    if found.get("run_id") != expected["run_id"]:
+        differ.append(f"run id {str(found.get('run_id'))[:12]} (this run: {str(expected['run_id'])[:12]})")
+    if differ:
+        raise ForeignCheckpointError(f"{path} is another run's checkpoint: {'; '.join(differ)}. A run continues "
+                                     f"only from its own checkpoints: put this run's back, or train that config as "
+                                     f"a run of its own")
+
+
+def check_run_checkpoint(state, path: Path, identity: dict, keys: dict = STATE_KEYS) -> None:
+    """A run checkpoint that can be used: the keys of ``keys`` with their types, this run's identity, finite
+    model and optimizer state (flexlib.models.weights.check_finite)."""
     state = state if isinstance(state, dict) else {}
-    wrong = [k for k, kind in STATE_KEYS.items() if not isinstance(state.get(k), kind)]
+    wrong = [k for k, kind in keys.items() if not isinstance(state.get(k), kind)]
     if wrong:
         raise CheckpointError(f"{path} is not a run checkpoint: missing or wrong {wrong}")
+    check_identity(state, identity, path)
+    check_finite({k: state[k] for k in ("model", "optimizer") if k in state}, str(path), CheckpointError)
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return (run_dir / CHECKPOINT).exists() or previous_path(run_dir / CHECKPOINT).exists()
+
+
+def load_state(run_dir: Path, map_location="cpu") -> dict:
+    """The run's latest usable checkpoint (the previous one, with a warning, when the latest is unusable); only
+    this run's checkpoints are used (`check_identity`)."""
+    identity = run_identity(run_dir)
+    if not has_checkpoint(run_dir):
+        raise FileNotFoundError(f"no checkpoint in {run_dir}: the run stopped before finishing its first epoch; "
+                                f"`python -m flexlib train --resume {run_dir}` starts it over")
+    state, path = load_latest(run_dir / CHECKPOINT, map_location,
+                              check=lambda obj, file: check_run_checkpoint(obj, file, identity))
     state["path"] = path
     return state
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
 import traceback
 import warnings
@@ -18,6 +19,14 @@ from typing import Callable
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
+
+def _batch_size(text: str) -> int:
+    from .config import MAX_BATCH_SIZE
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"expected an integer 1..{MAX_BATCH_SIZE} "
+                                         f"(flexlib.engine.config.MAX_BATCH_SIZE), got {text!r}")
     return int(text)
 
 
@@ -60,7 +69,7 @@ def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
                     help="override a config value, e.g. --set data.download=true (repeatable)")
     ev.add_argument("--at", metavar="source|target|PX",
                     help="resolution to evaluate at (default: where the checkpoint was last trained)")
-    ev.add_argument("--batch-size", type=int, default=100)
+    ev.add_argument("--batch-size", type=_batch_size, default=100, help="test images per batch (default 100)")
     ev.add_argument("--out", type=Path, help="write the results as JSON here")
     ev.add_argument("--cache-dir", type=Path, help="released checkpoints' folder (default <data root>/authors_checkpoints)")
 
@@ -97,11 +106,23 @@ def main(argv: list[str] | None = None, commands=None) -> int:
         except USER_ERRORS as err:
             return _report(err, args.debug, 2)
         except Exception as err:
+            if out_of_memory(err):
+                return _report(MemoryError(out_of_memory(err)), args.debug, 2)
             return _report(err, args.debug, 1, unexpected=True)
 
 
 # Raised on purpose for bad input, missing or garbage data, unusable checkpoints and diverging runs.
 USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError)
+
+
+def out_of_memory(err: BaseException) -> str | None:
+    """An allocation that failed (host or GPU memory), in one line with what to do; None for any other error."""
+    text = " ".join(str(err).split())
+    if not (isinstance(err, MemoryError) or "out of memory" in text.lower() or "can't allocate memory" in text):
+        return None
+    size = re.search(r"allocate (\d+) bytes", text)
+    what = f"tried to allocate {int(size.group(1)) / 2**30:.1f} GiB" if size else text[:160]
+    return f"out of memory: {what}; lower the batch size or the resolution"
 
 
 def _report(err: BaseException, debug: bool, code: int, unexpected: bool = False) -> int:

@@ -326,6 +326,27 @@ def at_least(low: int, or_null: str | None = None) -> Rule:
     return lambda v: None if (v is None and or_null) or (isinstance(v, int) and v >= low) else allowed
 
 
+def between(low: int, high: int, why: str, or_null: str | None = None) -> Rule:
+    """An integer in low..high; ``why`` names the limit in the message."""
+    allowed = f"an integer {low}..{high} ({why})" + (f" or null ({or_null})" if or_null else "")
+
+    def rule(v):
+        if v is None and or_null:
+            return None
+        return None if isinstance(v, int) and not isinstance(v, bool) and low <= v <= high else allowed
+    return rule
+
+
+# Limits checked before anything is allocated. Seeds go to torch (64 bit), torch.Generators and the
+# DistributedSampler (seed + epoch as a signed 64-bit int) and numpy (32 bit): 0..2**32 - 1 works in all of them.
+MAX_SEED = 2**32 - 1
+MAX_RESOLUTION = 1024          # px: 10x the largest images of the paper (STL-10, 96 px)
+MAX_BATCH_SIZE = 65536
+seed_range = between(0, MAX_SEED, "2**32 - 1, the largest seed that numpy, torch and the DistributedSampler all accept")
+resolution_range = between(1, MAX_RESOLUTION, "flexlib.engine.config.MAX_RESOLUTION", "native size")
+batch_size_range = between(1, MAX_BATCH_SIZE, "flexlib.engine.config.MAX_BATCH_SIZE")
+
+
 def number(low: float, strict: bool, or_null: str | None = None) -> Rule:
     allowed = f"a finite number {'>' if strict else '>='} {low:g}" + (f" or null ({or_null})" if or_null else "")
 
@@ -384,16 +405,19 @@ def _models() -> list[str]:
 RULES: dict[str, dict[str, Rule]] = {
     "DataConfig": {"dataset": one_of(_datasets, "known datasets"),
                    "root": lambda v: None if v is None else non_empty(v),
-                   "resolution": at_least(1, "native size"), "train_size": at_least(1, "all examples"),
+                   "resolution": resolution_range, "train_size": at_least(1, "all examples"),
                    "test_size": at_least(1, "all examples"), "num_workers": at_least(0)},
     "ModelConfig": {"name": one_of(_models, "models")},
     "OptimConfig": {"lr": number(0, strict=True), "mask_lr_factor": number(0, strict=False),
                     "weight_decay": number(0, strict=False), "warmup_epochs": at_least(0)},
-    "TrainConfig": {"epochs": at_least(1), "batch_size": at_least(1), "eval_batch_size": at_least(1, "batch_size"),
-                    "seed": at_least(0), "device": device, "alias_lambda": number(0, strict=False),
+    "TrainConfig": {"epochs": at_least(1), "batch_size": batch_size_range,
+                    "eval_batch_size": between(1, MAX_BATCH_SIZE, "flexlib.engine.config.MAX_BATCH_SIZE", "batch_size"),
+                    "seed": seed_range, "device": device, "alias_lambda": number(0, strict=False),
                     "max_steps_per_epoch": at_least(1, "the whole epoch"), "out_dir": non_empty,
                     "divergence_factor": number(1, strict=True, or_null="no loss-size rule")},
-    "ResolutionConfig": {"source": at_least(1), "target": at_least(1), "finetune_epochs": at_least(0)},
+    "ResolutionConfig": {"source": between(1, MAX_RESOLUTION, "flexlib.engine.config.MAX_RESOLUTION"),
+                         "target": between(1, MAX_RESOLUTION, "flexlib.engine.config.MAX_RESOLUTION"),
+                         "finetune_epochs": at_least(0)},
 }
 
 

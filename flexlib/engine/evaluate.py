@@ -20,7 +20,8 @@ from ..layers.grids import kernel_size_for
 from ..models.authors import AuthorsCheckpointError, authors_train_length, from_authors_checkpoint, \
     load_authors_state_dict
 from ..models.released import RELEASED, ReleasedCheckpoint
-from .config import ConfigError, ExperimentConfig, load_config
+from ..models.weights import as_path
+from .config import MAX_RESOLUTION, ConfigError, ExperimentConfig, batch_size_range, load_config
 from .distributed import DistInfo, resolve_device
 from .provenance import provenance
 from .step import StepOptions, evaluate
@@ -38,11 +39,13 @@ def native_resolution(dataset: str) -> int:
 
 def resolve_checkpoint(spec: str, cache_dir: Path) -> tuple[Path, ReleasedCheckpoint | None]:
     """A file path, or a released checkpoint's name (fetched into `cache_dir` once)."""
-    path = Path(spec).expanduser()
+    path = as_path(spec, "--authors-checkpoint").expanduser()
     key = path.name.removesuffix(".pt")
     released = RELEASED.get(key)
     if path.is_file():
         return path, released
+    if path.is_dir():
+        raise IsADirectoryError(f"--authors-checkpoint {path} is a folder, not a checkpoint file")
     if released is None or path.parent != Path("."):
         raise FileNotFoundError(f"no file {spec} and no released checkpoint of that name; released: "
                                 f"{', '.join(RELEASED)}")
@@ -64,6 +67,10 @@ def plan_resolutions(cfg: ExperimentConfig, released: ReleasedCheckpoint | None,
         trained = source or native
     else:
         trained = source or cfg.data.resolution or native
+    if isinstance(at, int) and not isinstance(at, bool):
+        at = str(at)
+    if at is not None and not isinstance(at, str):
+        raise ConfigError(f"--at takes 'source', 'target' or a positive number of px, got {at!r}")
     if at is None:
         if released is not None:
             return released.last_res or native, trained
@@ -73,8 +80,11 @@ def plan_resolutions(cfg: ExperimentConfig, released: ReleasedCheckpoint | None,
             raise ConfigError(f"--at {at} needs a cross-resolution experiment (a resolution: section) or a released "
                               f"cross-resolution checkpoint; give a number of px instead")
         return (source if at == "source" else target), trained
-    if not at.isdigit() or int(at) < 1:
+    if not (at.isascii() and at.isdigit()) or int(at) < 1:
         raise ConfigError(f"--at takes 'source', 'target' or a positive number of px, got {at!r}")
+    if int(at) > MAX_RESOLUTION:
+        raise ConfigError(f"--at {at}: at most {MAX_RESOLUTION} px (flexlib.engine.config.MAX_RESOLUTION), refused "
+                          f"before the test images are resized")
     return int(at), trained
 
 
@@ -109,6 +119,8 @@ def evaluate_checkpoint(cfg: ExperimentConfig, checkpoint: str, at: str | None =
     """Load an authors' checkpoint (file or released name) into cfg.model, retarget it as run_crossres.py does,
     evaluate it on cfg.data's test split with the authors' preprocessing. Returns the results as a dict."""
     started = time.time()
+    if batch_size_range(batch_size) is not None:
+        raise ConfigError(f"--batch-size: {batch_size!r} is not allowed; expected {batch_size_range(batch_size)}")
     cache = Path(cache_dir) if cache_dir is not None else data_root(cfg.data.root) / "authors_checkpoints"
     path, released = resolve_checkpoint(checkpoint, cache)
     state = load_authors_state_dict(path)

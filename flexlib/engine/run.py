@@ -13,7 +13,9 @@ import csv
 import io
 import json
 import os
+import sys
 import time
+import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -30,6 +32,7 @@ from .config import ConfigError, ExperimentConfig, OptimConfig, to_dict, validat
 from .distributed import resolve_device
 from .provenance import provenance
 from .step import DivergenceError, StepOptions, check_evaluation, evaluate, train_epoch
+from ..models.weights import non_finite
 from ..data import ClassificationData, build
 from ..layers.params import param_groups
 
@@ -157,7 +160,7 @@ def _selection_key(row: dict) -> float:
     return row.get("val_acc", row["test_acc"])
 
 
-def _restore_best(model, history: list[dict], stage_name: str, run_dir, info) -> dict | None:
+def _restore_best(model, history: list[dict], stage_name: str, run_dir, identity, info) -> dict | None:
     """Load the weights of the best epoch of `stage_name` (saved as best.pt) and return its metrics row."""
     rows = [h for h in history if h["stage"] == stage_name]
     if not rows:
@@ -165,6 +168,8 @@ def _restore_best(model, history: list[dict], stage_name: str, run_dir, info) ->
     best = max(rows, key=_selection_key)       # the first of equals, as the saving in _train keeps it
     if best is not rows[-1]:
         saved = checkpoint.load(run_dir / BEST)
+        checkpoint.check_run_checkpoint(saved, run_dir / BEST, identity or checkpoint.run_identity(run_dir),
+                                        {"model": dict, "stage": str, "epoch": int})
         if (saved["stage"], saved["epoch"]) != (stage_name, best["epoch"]):
             raise checkpoint.CheckpointError(f"{run_dir / BEST} holds epoch {saved['epoch']} of {saved['stage']}, "
                                              f"not the best epoch {best['epoch']} of {stage_name}")
@@ -193,6 +198,18 @@ def step_options(cfg: ExperimentConfig, num_classes: int) -> StepOptions:
                        cfg.train.max_steps_per_epoch, decay, cfg.train.divergence_factor, top5)
 
 
+def _write_start(folder: Path, cfg: ExperimentConfig, name: str, run_id: str, data: ClassificationData,
+                 model: nn.Module, device: torch.device, info: distributed.DistInfo, config: bool = True) -> None:
+    """config.yaml (unless kept) and metadata.json of a run that starts; the run id names the run in its
+    checkpoints (flexlib.engine.checkpoint.run_identity)."""
+    if config:
+        checkpoint.write_text(folder / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    meta = {"name": name, "run_id": run_id, "dataset": data.name, "in_channels": data.in_channels,
+            "num_classes": data.num_classes, "seed": cfg.train.seed, "config": to_dict(cfg),
+            "parameters": sum(p.numel() for p in model.parameters()), **provenance(device, info.world_size)}
+    checkpoint.write_text(folder / "metadata.json", json.dumps(meta, indent=1))
+
+
 def _start_new(cfg: ExperimentConfig, name: str, run_dir, data: ClassificationData, model: nn.Module,
                device: torch.device, info: distributed.DistInfo, stack: contextlib.ExitStack) -> Path:
     """Claim and lock a fresh folder and write config.yaml and metadata.json; a failed start leaves no folder."""
@@ -201,26 +218,57 @@ def _start_new(cfg: ExperimentConfig, name: str, run_dir, data: ClassificationDa
         stack.enter_context(checkpoint.locked(folder))
         if not created:
             checkpoint.ensure_empty(folder)
-        checkpoint.write_text(folder / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        meta = {"name": name, "dataset": data.name, "in_channels": data.in_channels, "num_classes": data.num_classes,
-                "seed": cfg.train.seed, "config": to_dict(cfg),
-                "parameters": sum(p.numel() for p in model.parameters()), **provenance(device, info.world_size)}
-        checkpoint.write_text(folder / "metadata.json", json.dumps(meta, indent=1))
+        _write_start(folder, cfg, name, uuid.uuid4().hex, data, model, device, info)
     except BaseException:
         checkpoint.remove_if_created(folder, created)
         raise
     return folder
 
 
-def _resume(run_dir, info: distributed.DistInfo, stack: contextlib.ExitStack) -> tuple[Path, dict]:
+def _start_over(cfg: ExperimentConfig, folder: Path, data: ClassificationData, model: nn.Module,
+                device: torch.device, info: distributed.DistInfo) -> None:
+    """A run killed before its first checkpoint, started over in its own folder: the same config.yaml and run id,
+    metadata.json written again (this machine, this start)."""
+    try:
+        meta = json.loads((folder / "metadata.json").read_text())
+    except (OSError, ValueError):
+        meta = {}
+    meta = meta if isinstance(meta, dict) else {}
+    print(f"note: {folder} has no checkpoint (the run stopped before finishing its first epoch); starting it over "
+          f"there from its config.yaml", file=sys.stderr)
+    _write_start(folder, cfg, meta.get("name", folder.name), meta.get("run_id") or uuid.uuid4().hex, data, model,
+                 device, info, config=False)
+
+
+# keys a resume may change: where things are and run, not what is computed
+RESUMABLE_CHANGES = ("train.out_dir", "train.device", "data.root", "data.download", "data.num_workers")
+
+
+def _resume(cfg: ExperimentConfig, run_dir, info: distributed.DistInfo,
+            stack: contextlib.ExitStack) -> tuple[Path, dict | None]:
     """Lock the run, remove what a killed process left half-written, load its latest usable checkpoint and put
-    the metrics back in step with it."""
+    the metrics back in step with it. No state (None): the run was killed before its first checkpoint and starts
+    over in its folder."""
     folder = Path(run_dir)
     if not (folder / "config.yaml").is_file():
         raise FileNotFoundError(f"{folder} is not a flexlib run folder: no config.yaml in it")
+    differ = checkpoint.config_differences(to_dict(cfg), to_dict(checkpoint.load_run_config(folder)),
+                                           ignore=RESUMABLE_CHANGES)
+    if differ:
+        raise ConfigError(f"resume of {folder}: the config given differs from the run's config.yaml in "
+                          f"{'; '.join(differ[:3])}{' ...' if len(differ) > 3 else ''}; continue a run with its own "
+                          f"config (flexlib.engine.load_run_config({str(folder)!r}))")
     stack.enter_context(checkpoint.locked(folder, enabled=info.is_main))
     if info.is_main:
         checkpoint.remove_temporaries(folder)
+    if not checkpoint.has_checkpoint(folder):
+        others = [n for n in checkpoint.run_files(folder) if n not in ("config.yaml", "metadata.json")]
+        if others:
+            raise checkpoint.RunDirError(
+                f"{folder} has no checkpoint ({CHECKPOINT}, {checkpoint.previous_path(CHECKPOINT)}) but holds "
+                f"{', '.join(others[:4])}: it cannot continue, and flexlib does not start a run over on top of its "
+                f"results; start it anew in another folder")
+        return folder, None
     state = load_state(folder)
     if info.is_main:
         if state["path"] != folder / CHECKPOINT and (folder / CHECKPOINT).exists():
@@ -267,20 +315,33 @@ def run_experiment(cfg: ExperimentConfig, name: str = "run", run_dir: str | Path
         stack.enter_context(deterministic(cfg.train.deterministic))
         state = None
         if resume:
-            run_dir, state = _resume(run_dir, info, stack)
+            run_dir, state = _resume(cfg, run_dir, info, stack)
         data = build(replace(cfg.data, resolution=stages[0].resolution), cfg.train.seed)   # fails before any folder
         opts = step_options(cfg, data.num_classes)
         torch.manual_seed(cfg.train.seed)
         model = model_fn(cfg, data).to(device)
         if state:
             load_weights(model, state)
+        elif info.is_main and resume:
+            _start_over(cfg, run_dir, data, model, device, info)
         elif info.is_main:
             run_dir = _start_new(cfg, name, run_dir, data, model, device, info, stack)
+        identity = checkpoint.run_identity(run_dir) if info.is_main else None
         torch.manual_seed(cfg.train.seed + info.rank)
-        return _train(cfg, model, data, stages, state, run_dir, info, device, opts, stop_after_epochs)
+        return _train(cfg, model, data, stages, state, run_dir, identity, info, device, opts, stop_after_epochs)
 
 
-def _train(cfg, model, data, stages, state, run_dir, info, device, opts, stop_after_epochs) -> RunResult:
+def _save(state: dict, path: Path, identity: dict, at: str) -> None:
+    """Write a run checkpoint stamped with the run's identity; one with NaN or inf weights or optimizer state is
+    never written (DivergenceError naming the tensors)."""
+    bad = non_finite({"model": state["model"], "optimizer": state.get("optimizer", {})})
+    if bad:
+        raise DivergenceError(f"training diverged at {at}: NaN or inf in {', '.join(bad[:3])}"
+                              f"{' ...' if len(bad) > 3 else ''}; its checkpoint is not written")
+    checkpoint.save_atomic({**state, "identity": identity}, path)
+
+
+def _train(cfg, model, data, stages, state, run_dir, identity, info, device, opts, stop_after_epochs) -> RunResult:
     history = state["history"] if state else []
     start_stage, start_epoch = (state["stage"], state["epoch"]) if state else (0, 0)
     ddp_model = distributed.wrap(model, info, device, cfg.train.sync_batchnorm)
@@ -324,27 +385,28 @@ def _train(cfg, model, data, stages, state, run_dir, info, device, opts, stop_af
                 err.args = (f"{err.args[0]}; {kept}. Lower optim.lr or check the data",)
                 raise
             history.append(row)
+            at = f"epoch {epoch} ({stage.name} stage)"
             if info.is_main:    # the checkpoint first: metrics.json never runs ahead of it
-                checkpoint.save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                        "scheduler": scheduler.state_dict(), "stage": si, "epoch": epoch,
-                                        "rng": checkpoint.rng_state(), "history": history}, run_dir / CHECKPOINT)
+                _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                       "scheduler": scheduler.state_dict(), "stage": si, "epoch": epoch,
+                       "rng": checkpoint.rng_state(), "history": history}, run_dir / CHECKPOINT, identity, at)
                 earlier = [h for h in history[:-1] if h["stage"] == stage.name]
                 if cfg.train.restore_best and all(_selection_key(row) > _selection_key(h) for h in earlier):
-                    checkpoint.save_atomic({"model": model.state_dict(), "stage": stage.name, "epoch": epoch},
-                                           run_dir / BEST)
+                    _save({"model": model.state_dict(), "stage": stage.name, "epoch": epoch}, run_dir / BEST,
+                          identity, at)
                 write_metrics(history, run_dir)
                 top5 = f" top-5 {row['test_top5']:.4f}" if "test_top5" in row else ""
                 print(f"[{stage.name} {epoch}/{stage.epochs}] loss {row['train_loss']:.4f} "
                       f"train acc {row['train_acc']:.4f} test acc {row['test_acc']:.4f}{top5} ({row['seconds']} s)")
-            saved = f"epoch {epoch} ({stage.name} stage)"
+            saved = at
             epochs_run += 1
             if cfg.train.restore_best and epoch == stage.epochs:
-                best = _restore_best(model, history, stage.name, run_dir, info)
+                best = _restore_best(model, history, stage.name, run_dir, identity, info)
                 if info.is_main and best is not None and best is not row:   # resume and load_model see the best
-                    checkpoint.save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                            "scheduler": scheduler.state_dict(), "stage": si, "epoch": epoch,
-                                            "rng": checkpoint.rng_state(), "history": history,
-                                            "weights_of_epoch": best["epoch"]}, run_dir / CHECKPOINT)
+                    _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                           "scheduler": scheduler.state_dict(), "stage": si, "epoch": epoch,
+                           "rng": checkpoint.rng_state(), "history": history, "weights_of_epoch": best["epoch"]},
+                          run_dir / CHECKPOINT, identity, at)
             if stop_after_epochs is not None and epochs_run >= stop_after_epochs:
                 return RunResult(run_dir, data.name, history, finished=False)
     if info.is_main:

@@ -13,6 +13,12 @@ def positive_int(owner: str, name: str, value) -> int:
     return int(value)
 
 
+def non_negative_int(owner: str, name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{owner}: {name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
 def one_of(owner: str, name: str, value, allowed) -> None:
     """`value` must be one of `allowed` by equality *and* type (so 2.0 or True is not the int 2 or 1)."""
     if not any(type(value) is type(a) and value == a for a in allowed):

@@ -27,7 +27,6 @@ default (see flexlib.layers.mask), a relative change of ε/σ² in the exponent;
 """
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +38,7 @@ from ..layers.flexconv import FlexConv
 from ..layers.kernelnets import MFN
 from .flexnet import FlexNet
 from .registry import create
+from .weights import as_path, check_state_dict, read_tensors
 
 AUTHORS_MODULES = [(r"^stem\.", "cconv1."), (r"^stem_norm\.", "norm1."),
                    (r"^blocks\.(\d+)\.conv([12])\.", r"blocks.\1.cconv\2."),
@@ -59,36 +59,17 @@ class AuthorsCheckpointError(ValueError):
 def load_authors_state_dict(path: str | Path, map_location="cpu") -> dict[str, torch.Tensor]:
     """The model state dict inside an authors' checkpoint file, loaded with ``weights_only=True`` (tensors and
     plain containers only; a file that needs any other Python object is refused, never unpickled). Accepts the
-    trainer's ``{"model": ...}`` file or a bare state dict; a ``module.`` prefix (DataParallel) is removed."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no authors' checkpoint at {path}")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        reason = _unpickler_reason(err)
-        if "global" not in reason.lower():
-            raise AuthorsCheckpointError(f"{path} is not a readable torch checkpoint ({reason}); "
-                                         f"delete it and fetch it again") from err
-        raise AuthorsCheckpointError(
-            f"refused to load {path}: it holds Python objects other than tensors and plain containers, and "
-            f"flexlib loads checkpoints with weights_only=True, never unpickling code ({reason})") from err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise AuthorsCheckpointError(f"{path} is not a readable torch checkpoint ({err}); "
-                                     f"delete it and fetch it again") from err
+    trainer's ``{"model": ...}`` file or a bare state dict; a ``module.`` prefix (DataParallel) is removed. Every
+    floating-point value must be finite (flexlib.models.weights.check_finite)."""
+    path = as_path(path, "authors' checkpoint")
+    obj = read_tensors(path, map_location=map_location, error=AuthorsCheckpointError, what="authors' checkpoint")
     state = obj.get("model", obj) if isinstance(obj, Mapping) else obj
     if not isinstance(state, Mapping) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        found = sorted(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__
+        found = sorted(map(str, obj))[:8] if isinstance(obj, Mapping) else type(obj).__name__
         raise AuthorsCheckpointError(f"{path} holds no model state dict: expected {{'model': state_dict}} or a "
                                      f"state dict of tensors, found {found}")
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
-def _unpickler_reason(err: Exception) -> str:
-    """The one line of torch's weights-only error that says what was found ("Unsupported global: ...")."""
-    text = str(err)
-    tail = text.split("WeightsUnpickler error:", 1)[-1].strip()
-    return (tail.splitlines() or [type(err).__name__])[0].strip()[:300]
+    return check_state_dict({str(k).removeprefix("module."): v for k, v in state.items()}, str(path),
+                            AuthorsCheckpointError)
 
 
 def authors_train_length(state: Mapping[str, torch.Tensor]) -> int | None:
@@ -193,7 +174,10 @@ def from_authors_checkpoint(checkpoint: str | Path | Mapping[str, torch.Tensor],
     cross-resolution source checkpoint evaluated at the target, or a fine-tuned "final" one (trained at the
     source, fine-tuned at the target with that factor). Further keyword arguments go to `flexlib.models.create`,
     e.g. ``mask_eps=0.0`` for the authors' arithmetic of eq. 1 or ``dropout=0.0``."""
-    state = dict(checkpoint) if isinstance(checkpoint, Mapping) else load_authors_state_dict(checkpoint, map_location)
+    if isinstance(checkpoint, Mapping):
+        state = check_state_dict(checkpoint, "the authors' state dict", AuthorsCheckpointError)
+    else:
+        state = load_authors_state_dict(as_path(checkpoint, "checkpoint"), map_location)
     model = create(name, in_channels, num_classes, **overrides)
     plan, layout, extras = _plan(model)
     _check_layout(state, layout, name)

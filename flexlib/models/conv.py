@@ -12,9 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers import checks
 from ..layers.flexconv import CKConv, FlexConv
+from ..layers.grids import GRIDS
 from ..layers.kernelnets import KERNEL_NETS
 from ..layers.mask import DEFAULT_EPS
+from ..layers.path_choice import CONV_MODES
 from .njet import NJetConv
 
 CONV_TYPES = ("flexconv", "ckconv", "conv", "njet")
@@ -42,6 +45,23 @@ class ConvConfig:
     njet_truncation: float = 2.0      # N-Jet kernel size 2·ceil(truncation·σ) + 1
 
     def __post_init__(self):
+        """Every value checked here, so that an error names the kwarg of `create` (ConvConfig's field)."""
+        owner = "ConvConfig"
+        for name in ("kernel_hidden", "kernel_layers"):
+            checks.positive_int(owner, name, getattr(self, name))
+        for name in ("bias", "kernel_weight_norm"):
+            checks.one_of(owner, name, getattr(self, name), (True, False))
+        for name in ("input_scale", "omega_0", "njet_init_sigma", "njet_truncation"):
+            checks.real(owner, name, getattr(self, name), low=0.0)
+        checks.real(owner, "mask_eps", self.mask_eps, low=0.0, low_open=False)
+        if self.crop_threshold is not None:
+            checks.real(owner, "crop_threshold", self.crop_threshold, 0.0, 1.0, allowed="lie in (0, 1) or be None")
+        if self.kernel_init is not None:
+            checks.one_of(owner, "kernel_init", self.kernel_init, ("layerwise", "fathony"))
+        checks.one_of(owner, "mask_init", self.mask_init, ("paper", "official"))
+        checks.one_of(owner, "conv_mode", self.conv_mode, CONV_MODES)
+        checks.one_of(owner, "grid", self.grid, GRIDS)
+        checks.non_negative_int(owner, "njet_order", self.njet_order)
         if self.type not in CONV_TYPES:
             raise ValueError(f"ConvConfig.type must be one of {CONV_TYPES}, got {self.type!r}")
         if self.kernel_net not in KERNEL_NETS:
@@ -60,6 +80,22 @@ class ConvConfig:
         if self.kernel_init is not None and self.kernel_net in ("magnet", "gabor"):
             kwargs["init"] = self.kernel_init
         return kwargs
+
+
+def check_model_fields(cfg, positive: tuple[str, ...], dropout: bool = True, norm: bool = True) -> None:
+    """The fields a model config shares, checked with the name of the kwarg of `create` in the message: positive
+    integers, `dropout` a probability in [0, 1), `norm` a known normalization, `conv` a ConvConfig."""
+    from .norm import NORMS
+    owner = type(cfg).__name__
+    for name in positive:
+        checks.positive_int(owner, name, getattr(cfg, name))
+    if dropout:
+        checks.real(owner, "dropout", cfg.dropout, 0.0, 1.0, low_open=False, allowed="be a probability in [0, 1)")
+    if norm:
+        checks.one_of(owner, "norm", cfg.norm, NORMS)
+    if not isinstance(cfg.conv, ConvConfig):
+        raise TypeError(f"{owner}: conv must be a ConvConfig (or a mapping of its fields), got "
+                        f"{type(cfg.conv).__name__}")
 
 
 class FixedSizeCKConv(CKConv):

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from ..layers.fused import call, model_kernels
-from .conv import ConvConfig, build_conv
+from ..layers import checks
+from .conv import ConvConfig, build_conv, check_model_fields
 from .norm import build_norm
 
 
@@ -29,9 +30,20 @@ class FlexNetConfig:
     conv: ConvConfig = field(default_factory=ConvConfig)
 
     def __post_init__(self):
-        if not self.width_factors:
-            raise ValueError("FlexNetConfig.width_factors needs at least one block")
+        if not isinstance(self.width_factors, (tuple, list)) or not self.width_factors:
+            raise ValueError(f"FlexNetConfig: width_factors must be a non-empty list of positive numbers (one per "
+                             f"block), got {self.width_factors!r}")
         self.width_factors = tuple(self.width_factors)
+        check_model_fields(self, ("in_channels", "num_classes", "width"))
+        checks.one_of("FlexNetConfig", "data_dim", self.data_dim, (1, 2, 3))
+        if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < float("inf")
+                   for f in self.width_factors):
+            raise ValueError(f"FlexNetConfig: width_factors must be positive numbers (one per block), got "
+                             f"{list(self.width_factors)}")
+        narrow = [f for f in self.width_factors if int(self.width * f) < 1]
+        if narrow:
+            raise ValueError(f"FlexNetConfig: width {self.width} × width_factors {list(narrow)} gives blocks of 0 "
+                             f"channels; every int(width × factor) must be >= 1")
 
     @property
     def widths(self) -> list[int]:

@@ -107,6 +107,9 @@ def _apply_overrides(cfg: ModelConfig, overrides: dict[str, Any]) -> ModelConfig
     conv = cfg.conv
     if "conv" in overrides:
         value = overrides.pop("conv")
+        if not isinstance(value, (ConvConfig, dict)):
+            raise TypeError(f"conv must be a ConvConfig or a mapping of its fields, got {type(value).__name__} "
+                            f"{value!r:.40}")
         conv = value if isinstance(value, ConvConfig) else conv_config_from_dict(value)
     if "mask" in overrides:  # mask on/off switches FlexConv <-> CKConv
         conv = replace(conv, type="flexconv" if overrides.pop("mask") else "ckconv")

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv import ConvConfig, build_conv
+from .conv import ConvConfig, build_conv, check_model_fields
 
 
 def _discrete_3x3() -> ConvConfig:
@@ -30,6 +30,11 @@ class CIFARResNetConfig:
     conv: ConvConfig = field(default_factory=_discrete_3x3)
 
     def __post_init__(self):
+        check_model_fields(self, ("in_channels", "num_classes", "depth"), dropout=False, norm=False)
+        if not isinstance(self.widths, (tuple, list)) or len(self.widths) != 3 or not all(
+                isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in self.widths):
+            raise ValueError(f"CIFARResNetConfig: widths must be 3 positive integers (one per stage), got "
+                             f"{self.widths!r}")
         if self.depth < 8 or (self.depth - 2) % 6:
             raise ValueError(f"CIFARResNet depth must be 6n + 2 (20, 32, 44, 56, ...), got {self.depth}")
         if self.shortcut not in ("A", "B"):

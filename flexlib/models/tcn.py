@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..layers.fused import call, model_kernels
-from .conv import ConvConfig, build_conv
+from .conv import ConvConfig, build_conv, check_model_fields
 from .norm import build_norm
 
 
@@ -26,6 +26,9 @@ class TCNConfig:
     dropout: float = 0.1              # not given for sequences in the paper
     norm: str = "batch"
     conv: ConvConfig = field(default_factory=ConvConfig)
+
+    def __post_init__(self):
+        check_model_fields(self, ("in_channels", "num_classes", "width", "num_blocks"))
 
 
 class TCNBlock(nn.Module):

@@ -16,7 +16,7 @@ import torch
 
 from .._progress import progress
 from ..data.kodak_images import kodak_image
-from ..engine.config import at_least, every, non_empty, number, one_of, to_dict
+from ..engine.config import at_least, every, non_empty, number, one_of, seed_range, to_dict
 from ..engine.config import device as a_device
 from ..engine.distributed import resolve_device
 from ..engine.provenance import provenance
@@ -50,7 +50,7 @@ class FitConfig:
     lr: float = _checked(0.01, number(0, strict=True))
     siren_lr: float = _checked(0.001, number(0, strict=True))   # App. D.2: SIRENs diverge at 0.01
     downsample: int = _checked(1, at_least(1))   # fit an image shrunk by this factor (quick profile); 1 = 768x512
-    seed: int = _checked(0, at_least(0))
+    seed: int = _checked(0, seed_range)
     device: str = _checked("auto", a_device)
     out_dir: str = _checked("runs", non_empty)
     description: str = ""

@@ -48,12 +48,49 @@ class Run:
         return f"{self.experiment}-{self.model.split()[0]}-seed{self.seed}"
 
 
+def check_runs(runs: list | None, seeds: list | None = None, family: str = "") -> None:
+    """The `runs` and `seeds` parameters of a notebook checked, each problem named in one line: an entry that is not
+    a [protocol row, model, create() kwargs] triple, an unknown row, an unknown model (with the known ones, as the
+    command line lists them; `family`: the prefix the notebook's models must have), kwargs `create` refuses, a seed
+    out of range."""
+    from ..engine.config import model_kwargs_problem, one_of, seed_range
+    from ..models import available
+    if seeds is not None:
+        if not isinstance(seeds, (list, tuple)) or not seeds:
+            raise ValueError(f"seeds must be a non-empty list of integers or None, got {seeds!r}")
+        for seed in seeds:
+            if seed_range(seed):
+                raise ValueError(f"seeds: {seed!r} is not allowed; expected {seed_range(seed)}")
+    if runs is None:
+        return
+    if not isinstance(runs, (list, tuple)):
+        raise ValueError(f"runs must be a list of [protocol row, model, create() kwargs] triples or None, got {runs!r}")
+    models = lambda: [m for m in available() if m.startswith(family)]
+    for i, entry in enumerate(runs):
+        if not isinstance(entry, (list, tuple)) or len(entry) != 3:
+            raise ValueError(f"runs[{i}] must be a [protocol row, model, create() kwargs] triple, got {entry!r}")
+        key, model, kwargs = entry
+        try:
+            protocol.row(key)
+        except KeyError as err:
+            raise ValueError(f"runs[{i}]: {err.args[0]}") from None
+        problem = one_of(models, f"{family}* models" if family else "models")(model)
+        if problem:
+            raise ValueError(f"runs[{i}]: model {model!r} is not allowed; expected {problem}")
+        if not isinstance(kwargs, dict):
+            raise ValueError(f"runs[{i}]: create() kwargs must be a mapping, got {kwargs!r}")
+        problem = model_kwargs_problem(model, kwargs)
+        if problem:
+            raise ValueError(f"runs[{i}]: {model} kwargs: {problem}")
+
+
 def plan(tables: list[str], runs: list | None = None, seeds: list[int] | None = None,
          keys: list[str] | None = None) -> list[Run]:
     """The runs of a notebook. `runs=None`: the protocol rows `keys` (default: every row of `tables`), each with
     its seeds (or `seeds`), as the authors ran it. Else `runs` lists [protocol row key, model, create() kwargs]
     stand-ins, each run with `seeds` (default [0]) and the row's method settings (alias regularizer, resolution
-    change)."""
+    change). Both are checked first (`check_runs`)."""
+    check_runs(runs, seeds)
     if runs is None:
         out = []
         chosen = [protocol.row(k) for k in keys] if keys else [r for t in tables for r in protocol.rows(t)]
