@@ -17,7 +17,7 @@ extra=()
 [ "$(id -u)" = 0 ] && extra+=(--allow-root)
 case " $* " in
   *" --ServerApp.root_dir"*|*" --notebook-dir"*|*" --ServerApp.notebook_dir"*) ;;   # the user's folder wins
-  *) extra+=(--ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks
+  *) extra+=(--ServerApp.root_dir=. --ServerApp.default_url=/lab/tree/notebooks --LabApp.default_url=/lab/tree/notebooks
              '--ContentsManager.hide_globs=["__pycache__","*.pyc","*.egg-info",".venv","build"]') ;;
 esac
 exec .venv/bin/jupyter lab "${extra[@]}" "$@"
