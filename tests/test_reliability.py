@@ -21,6 +21,7 @@ from flexlib.__main__ import main
 from flexlib.engine import (CheckpointError, CheckpointWarning, ConfigError, DivergenceError, RunDirError,
                             load_model, run_experiment)
 from flexlib.engine import checkpoint
+from flexlib.models import weights
 from flexlib.engine.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, TrainConfig, to_dict
 from flexlib.engine.step import NonFiniteLossError, check_evaluation, check_loss
 from flexlib.engine.checkpoint import CHECKPOINT
@@ -144,7 +145,7 @@ def _checkpoint_with_valid_header(obj) -> bytes:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     payload = buffer.getvalue()
-    return (checkpoint.MAGIC + f"sha256={hashlib.sha256(payload).hexdigest()} bytes={len(payload)}\n".encode()
+    return (weights.MAGIC + f"sha256={hashlib.sha256(payload).hexdigest()} bytes={len(payload)}\n".encode()
             + payload)
 
 

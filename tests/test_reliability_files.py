@@ -24,6 +24,7 @@ from flexlib.engine.config import load_config
 from flexlib.engine.step import DivergenceError
 from flexlib.models import AuthorsCheckpointError, create, from_authors_checkpoint
 from flexlib.models.authors import load_authors_state_dict
+from flexlib.models import weights
 from flexlib.models.weights import check_finite, non_finite
 from flexlib.paper import runs as paper_runs
 from test_authors_checkpoint import CIFAR10, _quick_checkpoint
@@ -207,7 +208,7 @@ def test_a_payload_in_a_run_checkpoint_with_a_valid_hash_is_refused_the_same_way
     buffer = io.BytesIO()
     torch.save({"model": Payload(marker)}, buffer)
     payload = buffer.getvalue()
-    data = checkpoint.MAGIC + f"sha256={hashlib.sha256(payload).hexdigest()} bytes={len(payload)}\n".encode() + payload
+    data = weights.MAGIC + f"sha256={hashlib.sha256(payload).hexdigest()} bytes={len(payload)}\n".encode() + payload
     with pytest.raises(CheckpointError, match=rf"^x.pt {PAYLOAD.replace('(', '[(]').replace(')', '[)]')}$"):
         checkpoint.decode(data, "x.pt")
     assert not marker.exists()

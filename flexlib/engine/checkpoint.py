@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import random
-import re
 import shutil
 import time
 import warnings
@@ -32,7 +30,8 @@ from torch import nn
 
 from .config import ConfigError, ExperimentConfig, from_dict, read_yaml, YAMLError
 from ..data import ClassificationData, build
-from ..models.weights import check_finite, read_tensors
+from ..models.export import from_state, run_model, save
+from ..models.weights import check_finite, read_verified, verified
 
 try:
     import fcntl
@@ -41,8 +40,6 @@ except ImportError:                # not POSIX: runs are not locked
 
 
 # -- the checkpoint file -----------------------------------------------------------------------------------------------
-MAGIC = b"FLEXLIB-CHECKPOINT 1 "
-_HEADER = re.compile(rb"FLEXLIB-CHECKPOINT 1 sha256=([0-9a-f]{64}) bytes=(\d+)\n")
 
 
 class CheckpointError(ValueError):
@@ -84,41 +81,21 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
-def _serialize(obj) -> tuple[bytes, memoryview]:
-    """The header line and the payload (torch.save's bytes) of a checkpoint of ``obj``."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    payload = buffer.getbuffer()
-    return MAGIC + f"sha256={hashlib.sha256(payload).hexdigest()} bytes={len(payload)}\n".encode(), payload
-
-
 def encode(obj) -> bytes:
-    header, payload = _serialize(obj)
+    header, payload = verified(obj)
     return header + bytes(payload)
 
 
 def decode(data: bytes, path: str | Path = "<bytes>", map_location="cpu"):
     """The object in checkpoint bytes ``data``, after checking header, length and hash."""
-    if not data:
-        raise CheckpointError(f"{path} is empty (0 bytes)")
-    match = _HEADER.match(data[:200])
-    if not match:
-        raise CheckpointError(f"{path} is not a flexlib checkpoint (no 'FLEXLIB-CHECKPOINT 1' header: damaged, "
-                              f"or written by another program or an older flexlib)")
-    expected, size = match.group(1).decode(), int(match.group(2))
-    payload = memoryview(data)[match.end():]
-    if len(payload) != size:
-        raise CheckpointError(f"{path} is truncated or extended: {len(payload)} payload bytes, the header says {size}")
-    if hashlib.sha256(payload).hexdigest() != expected:
-        raise CheckpointError(f"{path} is damaged: the SHA-256 of its content does not match the one written with it")
-    return read_tensors(payload, str(path), map_location, error=CheckpointError)
+    return read_verified(data, str(path), map_location, error=CheckpointError)
 
 
 def save_atomic(obj, path: str | Path, keep_previous: bool = True) -> Path:
     """Write ``obj`` to ``path`` so that ``path`` always holds a whole checkpoint; the replaced one is kept as
     ``previous_path(path)`` (a hard link, so some valid checkpoint exists at every moment)."""
     path = Path(path)
-    header, payload = _serialize(obj)
+    header, payload = verified(obj)
     tmp = temporary_path(path)
     try:
         with open(tmp, "wb") as f:
@@ -462,16 +439,25 @@ def change_resolution(model: nn.Module, source_res: int, target_res: int) -> Non
 
 
 def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """The model of a run as its latest checkpoint left it (after its last finished epoch), in eval mode.
-
-    The model is built with the run's config.yaml; a run with a resolution stage past its first is changed to that
-    resolution as the run was (`change_resolution`: eq. 9 for FlexConvs, σ for N-Jets)."""
+    """The model of a run as its latest usable checkpoint left it (after its last finished epoch), in eval mode:
+    the model its metadata.json names, holding the checkpoint's weights (flexlib.models.export.from_state; the state dict
+    keeps the resolution factors of a run past a resolution change)."""
     run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
     state = load_state(run_dir, map_location=device)
-    model = initial_model(cfg)
-    stages = stages_of(cfg)
-    for previous, stage in zip(stages[:state["stage"]], stages[1:state["stage"] + 1]):
-        change_resolution(model, previous.resolution, stage.resolution)
-    load_weights(model, state)
-    return model.to(device).eval()
+    return from_state(run_model(run_dir)[0], state["model"], str(state["path"])).to(device)
+
+
+def export_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write the model of a run (its latest usable checkpoint) as an export that plain PyTorch opens
+    (flexlib.models.export): `out`, or <run_dir>/export.pt. The run's verified checkpoints stay as they are."""
+    run_dir = Path(run_dir)
+    state = load_state(run_dir)
+    create, meta = run_model(run_dir)
+    model = from_state(create, state["model"], str(state["path"]))
+    source = {"run": str(run_dir.name), "run_id": meta.get("run_id"), "dataset": meta.get("dataset"),
+              "stage": state["stage"], "epoch": state["epoch"],
+              "weights_of_epoch": state.get("weights_of_epoch", state["epoch"]),
+              "test_acc": next((h.get("test_acc") for h in reversed(state["history"])
+                                if h.get("epoch") == state.get("weights_of_epoch", state["epoch"])), None),
+              "git_commit": meta.get("git_commit")}
+    return save(model, Path(out) if out is not None else run_dir / "export.pt", create, source)

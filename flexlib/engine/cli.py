@@ -61,8 +61,11 @@ def _train_arguments(train: argparse.ArgumentParser) -> None:
 
 
 def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
-    ev.add_argument("params", type=Path, help="params/experiments/<experiment>.yaml: the data and the model name")
-    ev.add_argument("--authors-checkpoint", required=True, metavar="PATH_OR_NAME",
+    ev.add_argument("params", type=Path, nargs="?",
+                    help="params/experiments/<experiment>.yaml: the data and the model (with --authors-checkpoint)")
+    ev.add_argument("--run", type=Path, metavar="RUN_DIR", help="a run of the engine: its latest checkpoint on its "
+                    "experiment's test split")
+    ev.add_argument("--authors-checkpoint", metavar="PATH_OR_NAME",
                     help="a file, or a released name (e.g. cifar10-flexnet-7-seed2), downloaded once into the cache")
     ev.add_argument("--profile", default="full", help="'full' (the real dataset) or 'quick' (offline stand-in)")
     ev.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -72,6 +75,19 @@ def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--batch-size", type=_batch_size, default=100, help="test images per batch (default 100)")
     ev.add_argument("--out", type=Path, help="write the results as JSON here")
     ev.add_argument("--cache-dir", type=Path, help="released checkpoints' folder (default <data root>/authors_checkpoints)")
+
+
+def _export_arguments(ex: argparse.ArgumentParser) -> None:
+    ex.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder of `python -m flexlib train`")
+    ex.add_argument("--out", type=Path, metavar="FILE", help="where to write the export (default RUN_DIR/export.pt)")
+
+
+def _export(args) -> int:
+    from .checkpoint import export_run
+    path = export_run(args.run_dir, args.out)
+    print(f"exported the model of {args.run_dir} -> {path}; open it with torch.load(path, weights_only=True) "
+          f"(keys: state_dict, create, source) or flexlib.models.load(path)")
+    return 0
 
 
 def _evaluate(args) -> int:
@@ -181,7 +197,11 @@ ENGINE_COMMANDS = (
     Command("train", "train a classifier (App. D.2 protocol); runs under torchrun for DDP", _train_arguments,
             _train, "Train a classifier as App. D.2 describes. Multi-GPU: "
             "torchrun --nproc_per_node=N -m flexlib train params/experiments/x.yaml"),
-    Command("evaluate", "evaluate an authors' checkpoint (rjbruin/flexconv) on a test set", _evaluate_arguments,
-            _evaluate, "Evaluate a checkpoint of the official code on the experiment's test split, with the authors' "
-            "preprocessing and resolution transfer (eq. 9)."),
+    Command("evaluate", "evaluate a run or an authors' checkpoint (rjbruin/flexconv) on a test set",
+            _evaluate_arguments, _evaluate, "Evaluate a run of the engine (--run) or a checkpoint of the official "
+            "code (--authors-checkpoint, with the authors' preprocessing) on the experiment's test split, with "
+            "resolution transfer (eq. 9) for --at."),
+    Command("export", "write a run's model as a file plain PyTorch opens", _export_arguments, _export,
+            "Export the model of a run (its latest checkpoint): torch.load(FILE, weights_only=True) gives "
+            "{'state_dict', 'create', 'source'}; flexlib.models.load(FILE) rebuilds the model."),
 )

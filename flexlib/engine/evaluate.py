@@ -1,4 +1,5 @@
-"""``python -m flexlib evaluate``: a trained authors' checkpoint on an experiment's test split, without training.
+"""``python -m flexlib evaluate``: a trained model on an experiment's test split, without training: a run of the
+engine (``--run RUN_DIR``) or an authors' checkpoint (``--authors-checkpoint``).
 
 The authors published trained FlexNets (rjbruin/flexconv, ``experiments/checkpoints/``). Evaluating one takes
 minutes on a CPU and checks the paper's rows at trained weights: Table 3 (FlexNet-16 on CIFAR-10), Table 4
@@ -8,6 +9,7 @@ ImageNet-k).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -21,6 +23,8 @@ from ..models.authors import AuthorsCheckpointError, authors_train_length, from_
     load_authors_state_dict
 from ..models.released import RELEASED, ReleasedCheckpoint
 from ..models.weights import as_path
+from ..models.export import from_state, run_model
+from .checkpoint import change_resolution, load_run_config, load_state, stages_of
 from .config import MAX_RESOLUTION, ConfigError, ExperimentConfig, batch_size_range, load_config
 from .distributed import DistInfo, resolve_device
 from .provenance import provenance
@@ -146,7 +150,43 @@ def evaluate_checkpoint(cfg: ExperimentConfig, checkpoint: str, at: str | None =
             "seconds": round(time.time() - started, 1), **provenance(device, 1)}
 
 
+def evaluate_run(run_dir: str | Path, at: str | None = None, batch_size: int = 100, progress: bool = True) -> dict:
+    """A run of the engine, as its latest usable checkpoint left it, on its experiment's test split: at the
+    resolution its weights were last trained at, or at `at` ("source", "target" or px; kernels × (r₁/r₂)^D, eq. 9,
+    as a resolution stage does). Returns the results as a dict."""
+    started = time.time()
+    if batch_size_range(batch_size) is not None:
+        raise ConfigError(f"--batch-size: {batch_size!r} is not allowed; expected {batch_size_range(batch_size)}")
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    state = load_state(run_dir)
+    model = from_state(run_model(run_dir)[0], state["model"], str(state["path"]))
+    trained = stages_of(cfg)[state["stage"]].resolution
+    if trained is None and cfg.data.dataset in NATIVE or cfg.data.dataset.startswith("imagenet"):
+        trained = trained or native_resolution(cfg.data.dataset)
+    resolution = trained if at is None else plan_resolutions(cfg, None, at, None)[0]
+    if resolution != trained:
+        change_resolution(model, trained, resolution)
+    name, test, _, num_classes = _test_split(cfg, resolution)
+    device = resolve_device(cfg.train.device)
+    loader = DataLoader(test, batch_size=batch_size, num_workers=cfg.data.num_workers)
+    metrics = {**evaluate(model.to(device), loader, device, StepOptions(top5=num_classes >= 5), DistInfo(),
+                          progress_bar=progress), "test_images": len(test)}
+    return {"run": str(run_dir), "checkpoint": str(state["path"]), "epoch": state["epoch"],
+            "weights_of_epoch": state.get("weights_of_epoch", state["epoch"]), "model": cfg.model.name,
+            "dataset": name, "resolution": resolution, "trained_resolution": trained, **metrics,
+            "seconds": round(time.time() - started, 1), **provenance(device, 1)}
+
+
 def summary_line(result: dict) -> str:
+    if "run" in result:
+        at = f" at {result['resolution']} px" if result["resolution"] else ""
+        moved = f" (trained at {result['trained_resolution']} px)" if result["resolution"] != \
+            result["trained_resolution"] else ""
+        top5 = f", top-5 {100 * result['test_top5']:.2f} %" if "test_top5" in result else ""
+        return (f"{result['run']} (weights of epoch {result['weights_of_epoch']}) on {result['dataset']}, "
+                f"{result['test_images']} examples{at}{moved}: acc {100 * result['test_acc']:.2f} %{top5}, loss "
+                f"{result['test_loss']:.4f} [{result['seconds']} s]")
     released = result["released"]
     head = Path(result["checkpoint"]).name.removesuffix(".pt")
     top5 = f", top-5 {100 * result['test_top5']:.2f} %" if "test_top5" in result else ""
@@ -164,8 +204,20 @@ def summary_line(result: dict) -> str:
 def evaluate_command(args) -> int:
     """The CLI: one line of results on stdout, JSON with --out. Errors (ValueError/OSError subclasses: a bad
     checkpoint, a failed download, a missing dataset) are reported by flexlib.engine.cli as one line."""
-    cfg = load_config(args.params, args.profile, args.overrides, ExperimentConfig)
-    result = evaluate_checkpoint(cfg, args.authors_checkpoint, args.at, args.batch_size, args.cache_dir)
+    if (args.run is None) == (args.authors_checkpoint is None):
+        raise ConfigError("evaluate takes one of --run RUN_DIR (a run of the engine) or --authors-checkpoint "
+                          "PATH_OR_NAME (with a params file)")
+    if args.run is not None:
+        if args.params is not None or args.overrides:
+            print("note: --run evaluates with the run's own config.yaml; params file and --set are ignored",
+                  file=sys.stderr)
+        result = evaluate_run(args.run, args.at, args.batch_size)
+    else:
+        if args.params is None:
+            raise ConfigError("--authors-checkpoint needs a params file (params/experiments/<experiment>.yaml) for "
+                              "the data and the model")
+        cfg = load_config(args.params, args.profile, args.overrides, ExperimentConfig)
+        result = evaluate_checkpoint(cfg, args.authors_checkpoint, args.at, args.batch_size, args.cache_dir)
     print(summary_line(result))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -84,6 +84,16 @@ class NJetConv(nn.Module):
         nn.init.kaiming_uniform_(self.alpha, a=math.sqrt(5))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
 
+    def get_extra_state(self) -> dict:
+        """`scale` is saved with the weights, so a model retargeted to another resolution loads as it was."""
+        return {"scale": float(self.scale)}
+
+    def set_extra_state(self, state) -> None:
+        scale = state.get("scale") if isinstance(state, dict) else None
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale) or scale <= 0:
+            raise ValueError(f"NJetConv.load_state_dict: scale must be a finite positive number, got {scale!r}")
+        self.scale = float(scale)
+
     @property
     def sigma(self) -> torch.Tensor:
         """σ in pixels: the learned scale times `scale`."""

@@ -8,6 +8,7 @@ named with its tensor.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
@@ -167,6 +168,39 @@ def read_tensors(source: str | os.PathLike | bytes, name: str | None = None, map
             raise error(f"{name} {PAYLOAD.format(what=_listed(named))}") from None
         raise error(f"{name} is not a readable torch checkpoint (damaged, or written by another program): "
                     f"{_reason(err)}") from None
+
+
+# -- the verified format of run checkpoints ----------------------------------------------------------------------------
+# One header line ``FLEXLIB-CHECKPOINT 1 sha256=<hex> bytes=<n>``, then torch.save's bytes: a truncated, extended or
+# damaged file is refused before torch reads a byte of it (flexlib.engine.checkpoint writes them atomically).
+MAGIC = b"FLEXLIB-CHECKPOINT 1 "
+_HEADER = re.compile(rb"FLEXLIB-CHECKPOINT 1 sha256=([0-9a-f]{64}) bytes=(\d+)\n")
+
+
+def verified(obj) -> tuple[bytes, memoryview]:
+    """The header line and the payload (torch.save's bytes) of a verified file of ``obj``."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    payload = buffer.getbuffer()
+    return MAGIC + f"sha256={hashlib.sha256(payload).hexdigest()} bytes={len(payload)}\n".encode(), payload
+
+
+def read_verified(data: bytes, name: str, map_location="cpu", error: type[Exception] = WeightsError):
+    """The object in verified file bytes ``data`` (``name`` names the file), after checking header, length and
+    hash; then read as `read_tensors` reads (tensors and plain data only)."""
+    if not data:
+        raise error(f"{name} is empty (0 bytes)")
+    match = _HEADER.match(data[:200])
+    if not match:
+        raise error(f"{name} is not a flexlib checkpoint (no 'FLEXLIB-CHECKPOINT 1' header: damaged, or written by "
+                    f"another program or an older flexlib)")
+    expected, size = match.group(1).decode(), int(match.group(2))
+    payload = memoryview(data)[match.end():]
+    if len(payload) != size:
+        raise error(f"{name} is truncated or extended: {len(payload)} payload bytes, the header says {size}")
+    if hashlib.sha256(payload).hexdigest() != expected:
+        raise error(f"{name} is damaged: the SHA-256 of its content does not match the one written with it")
+    return read_tensors(payload, name, map_location, error=error)
 
 
 # -- finite values ---------------------------------------------------------------------------------------------------
