@@ -54,10 +54,9 @@ def alexnet_target(size: int = GRID_SIZE) -> torch.Tensor:
         model = torchvision.models.alexnet(weights=torchvision.models.AlexNet_Weights.IMAGENET1K_V1)
     except Exception as error:   # offline: the download fails with URLError/OSError/RuntimeError
         raise RuntimeError(
-            "the AlexNet target needs torchvision's pretrained AlexNet weights (IMAGENET1K_V1), which could not be "
-            f"loaded ({type(error).__name__}: {error}). Put alexnet-owt-7be5be79.pth in "
-            f"{torch.hub.get_dir()}/checkpoints/ or run with network access, or drop 'alexnet' from targets."
-        ) from error
+            f"the AlexNet target needs torchvision's pretrained AlexNet weights (IMAGENET1K_V1), which could not be "
+            f"loaded or downloaded ({type(error).__name__}); put alexnet-owt-7be5be79.pth in the checkpoints/ folder "
+            f"of torch.hub.get_dir(), or drop 'alexnet' from targets") from error
     kernel = model.features[0].weight.detach()[0, 0]
     return F.interpolate(kernel[None, None], size=(size, size), mode="bilinear", align_corners=True)[0, 0]
 
