@@ -64,6 +64,8 @@ class TrainConfig:
     # before each resolution change and at the end, go back to the weights of the stage's best epoch (by validation
     # accuracy where the data has a validation split, else test accuracy), as the authors' trainer does
     restore_best: bool = False
+    # torch.compile the model (flexlib.engine.compiling): compile time and graphs in the log, metrics and metadata
+    compile: bool = False
     out_dir: str = "runs"
 
 
