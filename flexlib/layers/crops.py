@@ -11,11 +11,11 @@ layer compiles the model again (as the masks grow, hundreds of times over a run)
 as a Python int is turned symbolic by dynamo's automatic dynamic shapes once it has changed (where a 'same'
 convolution's padding and the path choice's cost model cannot follow). So compiled code never sees a crop as an
 int. `read_crops(..., compiled=True)` hands each layer a 0/1 tensor (`crop_indicator`), marked static
-(torch._dynamo.mark_static), whose shape is the crop rounded up to the next of `BUCKETS` and whose ones are the exact
-crop: the kernel sampled on that box times the indicator is the exact kernel padded with zeros, which gives the same
-'same' or causal convolution, forward and backward, as the exact kernel (tests/test_compile.py). A layer's box only
-grows (per input size), so a run compiles at most `recompile_bound` times. The price: up to 1.7× the taps of the
-exact crop in 2-D (crop 19 computed as 25) while compiled.
+(torch._dynamo.mark_static), whose shape is the crop rounded up to a box (half-width or causal length rounded up by
+`bucket`) and whose ones are the exact crop: the kernel sampled on that box times the indicator is the exact kernel
+padded with zeros, which gives the same 'same' or causal convolution, forward and backward, as the exact kernel
+(tests/test_compile.py). A layer's box only grows (per input size), so a run compiles at most `recompile_bound`
+times. The price: while compiled, up to 1.3× the taps of the exact crop per dim (a crop of 19 computed as 25).
 """
 from __future__ import annotations
 
