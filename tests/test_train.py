@@ -171,14 +171,17 @@ def _batch():
     return torch.randn(8, 3, 20, generator=g), torch.randint(0, 5, (8,), generator=g)
 
 
-def _ddp_worker(rank, port, out):
+def _ddp_worker(rank, port, out, compiled=False):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2",
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     from flexlib.engine import distributed
     from flexlib.engine import training_objective
     info = distributed.setup("cpu")
-    model = distributed.wrap(_tiny_model(), info, torch.device("cpu"))
+    model = _tiny_model()
+    if compiled:   # as train.compile does: in place, before the wrap (dynamo + AOTAutograd here, for time)
+        model.compile(backend="aot_eager", dynamic=False)
+    model = distributed.wrap(model, info, torch.device("cpu"))
     x, y = _batch()
     shard = slice(rank * 4, (rank + 1) * 4)
     loss, _, _ = training_objective(model, x[shard], y[shard], alias_lambda=0.1)
@@ -188,10 +191,11 @@ def _ddp_worker(rank, port, out):
     distributed.cleanup()
 
 
-def test_two_process_ddp_gradient_equals_the_single_process_gradient(tmp_path):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_two_process_ddp_gradient_equals_the_single_process_gradient(tmp_path, compiled):
     from flexlib.engine import training_objective
     out = tmp_path / "grads.pt"
-    mp.spawn(_ddp_worker, args=(_free_port(), str(out)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(_free_port(), str(out), compiled), nprocs=2, join=True)
     model = _tiny_model()
     x, y = _batch()
     loss, _, _ = training_objective(model, x, y, alias_lambda=0.1)

@@ -67,6 +67,8 @@ class TrainConfig:
     # deterministic algorithms (torch.use_deterministic_algorithms) and, with them, a convolution path chosen by the
     # cost model alone (never timed): the same numbers on every run and after a resume; false for speed on GPUs
     deterministic: bool = True
+    # torch.compile the model (flexlib.engine.distributed): compile time and graphs in the log, metrics and metadata
+    compile: bool = False
     out_dir: str = "runs"
 
 

@@ -341,9 +341,26 @@ def _save(state: dict, path: Path, identity: dict, at: str) -> None:
     checkpoint.save_atomic({**state, "identity": identity}, path)
 
 
+def _input_size(data: ClassificationData) -> tuple[int, ...]:
+    return tuple(data.train[0][0].shape[1:])
+
+
+def _record_compile(run_dir: Path, stats: dict, bound: int) -> None:
+    """The compile cost so far into metadata.json (beside the per-epoch columns of metrics.json)."""
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    meta["compile"] = {**stats, "crop_configuration_bound": bound}
+    checkpoint.write_text(run_dir / "metadata.json", json.dumps(meta, indent=1))
+
+
 def _train(cfg, model, data, stages, state, run_dir, identity, info, device, opts, stop_after_epochs) -> RunResult:
     history = state["history"] if state else []
     start_stage, start_epoch = (state["stage"], state["epoch"]) if state else (0, 0)
+    if cfg.train.compile:     # in place and before the DDP wrap (torch's advice); training and evaluation compiled
+        compiled_before = distributed.compile_stats()
+        bound = distributed.compile_model(model, _input_size(data))
+        if info.is_main:
+            print(f"[compile] torch.compile: at most {bound} crop configurations at this resolution, each compiled "
+                  f"once for training and once for evaluation; compile time is reported per epoch")
     ddp_model = distributed.wrap(model, info, device, cfg.train.sync_batchnorm)
     epochs_run = 0
     saved = f"epoch {state['epoch']} ({stages[state['stage']].name} stage)" if state else None
@@ -351,6 +368,8 @@ def _train(cfg, model, data, stages, state, run_dir, identity, info, device, opt
         if si > 0:
             change_resolution(model, stages[si - 1].resolution, stage.resolution)
             data = build(replace(cfg.data, resolution=stage.resolution), cfg.train.seed)
+            if cfg.train.compile:
+                bound = distributed.allow_recompiles(model, _input_size(data))
         if si < start_stage:
             continue
         train_loader, sampler, eval_loaders = _loaders(data, cfg, info)
@@ -376,6 +395,7 @@ def _train(cfg, model, data, stages, state, run_dir, identity, info, device, opt
                                      desc=stage.name),
                        **_evaluate_all(model, eval_loaders, device, opts, info),
                        "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.time() - started, 2),
+                       **(distributed.compile_stats(compiled_before) if cfg.train.compile else {}),
                        **frequency_stats(model), **mask_stats(model)}
                 check_evaluation(row["test_loss"], f"epoch {epoch} ({stage.name} stage)")
             except DivergenceError as err:
@@ -396,8 +416,13 @@ def _train(cfg, model, data, stages, state, run_dir, identity, info, device, opt
                           identity, at)
                 write_metrics(history, run_dir)
                 top5 = f" top-5 {row['test_top5']:.4f}" if "test_top5" in row else ""
+                compiled = ""
+                if cfg.train.compile:
+                    _record_compile(run_dir, {k: row[k] for k in ("compile_seconds", "compiled_graphs")}, bound)
+                    compiled = f", compiling {row['compile_seconds']} s so far, {row['compiled_graphs']} graphs"
                 print(f"[{stage.name} {epoch}/{stage.epochs}] loss {row['train_loss']:.4f} "
-                      f"train acc {row['train_acc']:.4f} test acc {row['test_acc']:.4f}{top5} ({row['seconds']} s)")
+                      f"train acc {row['train_acc']:.4f} test acc {row['test_acc']:.4f}{top5} "
+                      f"({row['seconds']} s{compiled})")
             saved = at
             epochs_run += 1
             if cfg.train.restore_best and epoch == stage.epochs:

@@ -11,9 +11,10 @@ from torch import nn
 
 from . import checks
 from .conv import conv_nd, fft_conv_nd
+from .crops import box_ranges, read_crops
 from .grids import GRIDS, coordinates, crop_range, grid, kernel_size_for
 from .kernelnets import build_kernel_net
-from .mask import DEFAULT_EPS, OFFICIAL_INIT_SIGMA, PAPER_INIT_VARIANCE, GaussianMask
+from .mask import DEFAULT_EPS, OFFICIAL_INIT_SIGMA, PAPER_INIT_VARIANCE, GaussianMask, support_interval
 from .path_choice import CONV_MODES, uses_fft
 
 __all__ = ["FlexConv", "CKConv"]
@@ -141,6 +142,22 @@ class FlexConv(nn.Module):
             support = self.mask.support(self.crop_threshold)
         return [crop_range(k, lo, hi, self.causal) for k, lo, hi in zip(kernel_size, *support)]
 
+    @property
+    def has_crop(self) -> bool:
+        """Whether dynamic cropping applies: a mask and a crop threshold."""
+        return self.mask is not None and self.crop_threshold is not None
+
+    def crop_parameters(self) -> list[torch.Tensor]:
+        """The parameters the crop is decided by (read by flexlib.layers.crops): the mask's μ, σ (and θ)."""
+        return self.mask.raw_parameters()
+
+    def crop_from(self, values, kernel_size) -> list[tuple[int, int]]:
+        """`crop_ranges` from the values of `crop_parameters()`, read from the device as floats."""
+        d = self.data_dim
+        theta = values[2 * d] if self.mask.theta is not None else None
+        support = support_interval(values[:d], values[d:2 * d], self.crop_threshold, theta, self.mask.eps)
+        return self.crop_ranges(kernel_size, support)
+
     def crop_axes(self, kernel_size, device=None, dtype=None) -> list[torch.Tensor]:
         """The kernel positions kept by dynamic cropping for an uncropped `kernel_size` (one tensor per dim)."""
         return [grid(k, device, dtype)[a:b] for k, (a, b) in zip(kernel_size, self.crop_ranges(kernel_size))]
@@ -179,6 +196,23 @@ class FlexConv(nn.Module):
         kernel = self.kernel_at(coordinates(full, ranges, device, dtype), [b - a for a, b in ranges])
         self.last_kernel_size = full
         return self.scaled(kernel)
+
+    def kernel_on_crop(self, full, crop) -> torch.Tensor:
+        """The kernel for uncropped size `full` and a crop read by flexlib.layers.crops: exact ranges, or a compiled
+        crop (a 0/1 tensor: the kernel sampled on its box, zero outside the exact crop; None: uncropped).
+        Resolution factor included."""
+        if isinstance(crop, torch.Tensor) or crop is None:
+            ranges = [(0, k) for k in full] if crop is None else box_ranges(full, crop.shape, self.causal)
+        else:
+            ranges, crop = crop, None
+        device, dtype = self.device_dtype()
+        kernel = self.kernel_at(coordinates(full, ranges, device, dtype), [b - a for a, b in ranges])
+        return self.scaled(kernel if crop is None else kernel * crop)
+
+    def _compiled_crop(self) -> bool:
+        """Whether a compiled forward reads its crop as a compiled crop (flexlib.layers.crops): a cropping layer
+        that samples its own kernel with FlexConv.kernel_for and is not frozen."""
+        return self.has_crop and self._frozen is None and type(self).kernel_for is FlexConv.kernel_for
 
     def device_dtype(self) -> tuple[torch.device, torch.dtype]:
         """Where the layer's parameters live and their dtype (CPU and the default dtype without parameters)."""
@@ -245,7 +279,14 @@ class FlexConv(nn.Module):
         """Convolve x (B, C_in, *spatial) with the layer's kernel for its size; `kernel`: a
         flexlib.layers.fused.SampledKernel computed for this input size by the model (all layers together)."""
         self._check_input(x)
-        kernel = self._kernel(tuple(x.shape[2:]), kernel)
+        size = tuple(x.shape[2:])
+        if kernel is None and torch.compiler.is_compiling() and self._compiled_crop():
+            full = self.full_kernel_size(size)
+            crop = read_crops([self], [full], compiled=True)[0]   # the graph break, before any tensor work
+            self.last_kernel_size = full
+            kernel = self.kernel_on_crop(full, crop)
+        else:
+            kernel = self._kernel(size, kernel)
         use_fft = uses_fft(self.conv_mode, x, kernel, self.bias, self.causal)
         self.last_conv_mode = "fft" if use_fft else "spatial"
         conv = fft_conv_nd if use_fft else conv_nd

@@ -20,10 +20,11 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import nn
 
+from .crops import box_ranges, read_crops, recompile_bound
 from .flexconv import FlexConv
 from .grids import coordinates
 from .kernelnets import MFN, SIREN, FourierFilter, GaborFilter
-from .mask import gaussian_mask, support_interval
+from .mask import gaussian_mask
 from .stacking import contiguous_strides, stack, views
 
 
@@ -39,11 +40,45 @@ def fusable(module: nn.Module) -> bool:
     return isinstance(module, FlexConv) and not module.frozen and type(module).kernel_for is FlexConv.kernel_for
 
 
-def model_kernels(model: nn.Module, input_size) -> dict[FlexConv, SampledKernel]:
-    """The kernel of every fusable FlexConv in `model` for inputs of spatial size `input_size`, computed together.
-    Hand each to its layer with `call`; a layer that sees another input size must compute its own."""
-    convs = [m for m in model.modules() if fusable(m)]
-    return dict(zip(convs, fused_kernels(convs, input_size))) if convs else {}
+def served(module: nn.Module) -> bool:
+    """A layer `model_kernels` computes the kernel of: a fusable FlexConv, or another layer with a learned kernel
+    size that can sample its kernel for a crop (`kernel_on_crop`, flexlib.layers.crops; e.g. the N-Jet layer)."""
+    return fusable(module) or (not isinstance(module, FlexConv) and hasattr(module, "kernel_on_crop"))
+
+
+def _layers(model: nn.Module, input_size) -> tuple[list[nn.Module], list[tuple[int, ...]]]:
+    """The served layers of `model` and the input size of each: `input_size` for all, or {layer: size}."""
+    if isinstance(input_size, dict):
+        layers = [m for m in model.modules() if served(m) and m in input_size]
+        return layers, [tuple(int(n) for n in input_size[m]) for m in layers]
+    layers = [m for m in model.modules() if served(m)]
+    return layers, [tuple(int(n) for n in input_size)] * len(layers)
+
+
+def model_crops(model: nn.Module, input_size, compiled: bool = False) -> list:
+    """The crops of `model`'s served layers for inputs of spatial size `input_size` (or {layer: size}), read from
+    the device in one transfer (flexlib.layers.crops.read_crops). A model calls it at the top of its forward with
+    `compiled=torch.compiler.is_compiling()` and hands the result to `model_kernels`: under torch.compile this read
+    is the forward's one graph break, and everything after it one graph."""
+    layers, sizes = _layers(model, input_size)
+    return read_crops(layers, [layer.full_kernel_size(size) for layer, size in zip(layers, sizes)], compiled)
+
+
+def model_recompile_bound(model: nn.Module, input_size) -> int:
+    """How many crop configurations `model` compiled can meet at this input size from its crops now
+    (flexlib.layers.crops.recompile_bound): each one compiles its forward (and backward) once per mode."""
+    layers, sizes = _layers(model, input_size)
+    fulls = [layer.full_kernel_size(size) for layer, size in zip(layers, sizes)]
+    return recompile_bound(layers, fulls, read_crops(layers, fulls))
+
+
+def model_kernels(model: nn.Module, input_size, crops: list | None = None) -> dict[nn.Module, SampledKernel]:
+    """The kernel of every served layer in `model` (every fusable FlexConv, the N-Jet layers) for inputs of spatial
+    size `input_size` (or {layer: size}), the FlexConvs' computed together; `crops`: `model_crops(model,
+    input_size, ...)` if already read. Hand each to its layer with `call`; a layer that sees another input size
+    must compute its own."""
+    layers, sizes = _layers(model, input_size)
+    return dict(zip(layers, fused_kernels(layers, sizes, crops))) if layers else {}
 
 
 def call(conv: nn.Module, x: torch.Tensor, kernels: dict) -> torch.Tensor:
@@ -52,60 +87,41 @@ def call(conv: nn.Module, x: torch.Tensor, kernels: dict) -> torch.Tensor:
     return conv(x) if kernel is None else conv(x, kernel=kernel)
 
 
-def fused_kernels(convs: Sequence[FlexConv], input_size) -> list[SampledKernel]:
+def fused_kernels(convs: Sequence[nn.Module], input_size, crops: list | None = None) -> list[SampledKernel]:
     """`SampledKernel(conv.kernel_for(input_size), conv.full_kernel_size(input_size))` for every conv, computed
-    together."""
-    input_size = tuple(int(n) for n in input_size)
-    fulls = [conv.full_kernel_size(input_size) for conv in convs]
-    ranges = crop_ranges(convs, fulls)
+    together; `input_size` is one size for all or a list with one per conv. `crops`: the convs' crops if already
+    read (flexlib.layers.crops.read_crops): exact ranges, or the compiled crops under torch.compile (each kernel
+    then sampled on its crop's box and zero outside the exact crop)."""
+    sizes = list(input_size) if input_size and isinstance(input_size[0], (tuple, list)) else [input_size] * len(convs)
+    fulls = [conv.full_kernel_size(tuple(int(n) for n in size)) for conv, size in zip(convs, sizes)]
+    if crops is None:
+        crops = read_crops(convs, fulls)
     out: list = [None] * len(convs)
     groups: dict = {}
     for i, conv in enumerate(convs):
-        sig = _signature(conv.kernel_net)
-        if sig is None:  # a kernel net of its own: its own call, on the crop already read
-            device, dtype = conv.device_dtype()
-            weight = conv.kernel_at(coordinates(fulls[i], ranges[i], device, dtype), [b - a for a, b in ranges[i]])
-            out[i] = SampledKernel(conv.scaled(weight), fulls[i])
+        sig = _signature(conv.kernel_net) if fusable(conv) else None
+        if sig is None:  # a kernel of its own: its own call, on the crop already read
+            out[i] = SampledKernel(conv.kernel_on_crop(fulls[i], crops[i]), fulls[i])
             continue
         p = conv.kernel_net.output_linear.weight
         key = (sig, fulls[i], _mask_kind(conv), conv.kernel_net.output_linear.bias is None, p.device, p.dtype)
         groups.setdefault(key, []).append(i)
     for (_, full, *_, device, dtype), members in groups.items():
-        weights = _group_kernels([convs[i] for i in members], full, [ranges[i] for i in members], device, dtype)
+        weights = _group_kernels([convs[i] for i in members], full, [crops[i] for i in members], device, dtype)
         for i, weight in zip(members, weights):
             out[i] = SampledKernel(weight, full)
     return out
 
 
-@torch.no_grad()
-def crop_ranges(convs: Sequence[FlexConv], kernel_sizes) -> list[list[tuple[int, int]]]:
-    """FlexConv.crop_ranges of every conv, the masks' parameters read from the device in one transfer (per
-    device)."""
-    cropped = [i for i, conv in enumerate(convs) if conv.mask is not None and conv.crop_threshold is not None]
-    by_device: dict = {}
-    for i in cropped:
-        by_device.setdefault(convs[i].mask.mean_param.device, []).append(i)
-    supports = {}
-    for members in by_device.values():
-        masks = [convs[i].mask for i in members]
-        values = torch.cat([t for m in masks for t in m.raw_parameters()]).tolist()   # the one read
-        at = 0
-        for i, mask in zip(members, masks):
-            d, rotated = mask.data_dim, mask.theta is not None
-            mean, sigma = values[at:at + d], values[at + d:at + 2 * d]
-            theta = values[at + 2 * d] if rotated else None
-            at += 2 * d + rotated
-            supports[i] = support_interval(mean, sigma, convs[i].crop_threshold, theta, mask.eps)
-    return [conv.crop_ranges(size, supports[i]) if i in supports else [(0, k) for k in size]
-            for i, (conv, size) in enumerate(zip(convs, kernel_sizes))]
-
-
-def _group_kernels(convs, full, ranges, device, dtype) -> list[torch.Tensor]:
+def _group_kernels(convs, full, crops, device, dtype) -> list[torch.Tensor]:
     """Kernels of layers whose kernel nets share a hidden shape and whose masks are of one kind.
 
     Ψ[m] = (W⁽ᴸ⁾_m h_m + b⁽ᴸ⁾_m) · w_gauss,m (eq. 4, eq. 1) for all M layers on the union box of their crops as one
     batched matmul, the output weights zero-padded to the widest layer's out·in rows; laid out (M, rows, N), so
-    each layer's kernel (out, in, *crop) is one view."""
+    each layer's kernel (out, in, *crop) is one view. Compiled crops (tensors, or None for uncropped): each kernel
+    is the slice of its crop's box, times the crop (zero outside the exact crop)."""
+    compiled = any(c is None or isinstance(c, torch.Tensor) for c in crops)
+    ranges = [crop_box(conv, full, crop) for conv, crop in zip(convs, crops)] if compiled else crops
     union = [(min(r[d][0] for r in ranges), max(r[d][1] for r in ranges)) for d in range(len(full))]
     box = [b - a for a, b in union]
     n = math.prod(box)
@@ -122,6 +138,9 @@ def _group_kernels(convs, full, ranges, device, dtype) -> list[torch.Tensor]:
     mask = _masks(convs, coords)
     if mask is not None:
         values = values * mask.unsqueeze(1)
+    if compiled:
+        return [conv.scaled(_sliced(values[m], conv, crop, r, union, box)) for m, (conv, crop, r)
+                in enumerate(zip(convs, crops, ranges))]
     box_strides = contiguous_strides(box)
     layouts = []
     for m, (conv, crop) in enumerate(zip(convs, ranges)):
@@ -129,6 +148,18 @@ def _group_kernels(convs, full, ranges, device, dtype) -> list[torch.Tensor]:
         size = (conv.out_channels, conv.in_channels, *[b - a for a, b in crop])
         layouts.append((size, (conv.in_channels * n, n, *box_strides), offset))
     return [conv.scaled(kernel) for conv, kernel in zip(convs, views(values, layouts))]
+
+
+def crop_box(conv: FlexConv, full, crop) -> list[tuple[int, int]]:
+    """The ranges a compiled crop's kernel is sampled on (its box; the full grid for None)."""
+    return [(0, k) for k in full] if crop is None else box_ranges(full, crop.shape, conv.causal)
+
+
+def _sliced(values: torch.Tensor, conv: FlexConv, crop, ranges, union, box) -> torch.Tensor:
+    """A layer's kernel (out, in, *its box) cut from its (rows, N) values on the union box, times its crop."""
+    kernel = values[:conv.out_channels * conv.in_channels].reshape(conv.out_channels, conv.in_channels, *box)
+    kernel = kernel[(slice(None), slice(None), *(slice(a - ua, b - ua) for (a, b), (ua, _) in zip(ranges, union)))]
+    return kernel if crop is None else kernel * crop
 
 
 def _mask_kind(conv: FlexConv) -> tuple:

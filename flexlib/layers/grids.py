@@ -52,14 +52,20 @@ _COORDS: dict = {}
 def coordinates(kernel_size, ranges, device, dtype) -> torch.Tensor:
     """Coordinates (N, D) of the product grid: per dim d, points ranges[d] = [start, stop) of the
     kernel_size[d]-point grid over [-1, 1], in row-major order. Cached per signature (they are constants)."""
+    if torch.compiler.is_compiling():   # computed in the graph: a lookup would make the compiled code depend on
+        return _product_grid(kernel_size, ranges, device, dtype)   # (and recompile with) the cache's contents
     key = (tuple(kernel_size), tuple(ranges), torch.device(device), dtype)
     coords = _COORDS.get(key)
     if coords is None:
-        axes = [grid(k, device, dtype)[a:b] for k, (a, b) in zip(kernel_size, ranges)]
-        mesh = torch.meshgrid(*axes, indexing="ij")
-        coords = torch.stack([m.reshape(-1) for m in mesh], dim=-1)
-        if not (torch.compiler.is_compiling() or torch.is_inference_mode_enabled()):  # inference tensors
-            if len(_COORDS) >= 256:                                                    # cannot enter autograd
+        coords = _product_grid(kernel_size, ranges, device, dtype)
+        if not torch.is_inference_mode_enabled():   # inference tensors cannot enter autograd
+            if len(_COORDS) >= 256:
                 _COORDS.clear()
             _COORDS[key] = coords
     return coords
+
+
+def _product_grid(kernel_size, ranges, device, dtype) -> torch.Tensor:
+    axes = [grid(k, device, dtype)[a:b] for k, (a, b) in zip(kernel_size, ranges)]
+    mesh = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack([m.reshape(-1) for m in mesh], dim=-1)

@@ -164,8 +164,15 @@ def _sync(device: torch.device) -> None:
 
 
 # -- the policies: whether a FlexConv in a mode convolves x with kernel through the FFT ----------------------------
+def _sizes(x, kernel) -> tuple[int, int, int, list[int], list[int]]:
+    """The shapes the cost model reads, as ints: under torch.compile a size made symbolic (a batch size that
+    changed) is specialized here rather than carried into the model's float arithmetic."""
+    return int(x.shape[0]), int(x.shape[1]), int(kernel.shape[0]), [int(n) for n in x.shape[2:]], \
+        [int(k) for k in kernel.shape[2:]]
+
+
 def _modelled(x, kernel, causal) -> bool:
-    return prefer_fft(x.shape[0], x.shape[1], kernel.shape[0], x.shape[2:], kernel.shape[2:], causal)
+    return prefer_fft(*_sizes(x, kernel), causal)
 
 
 def _timed(x, kernel, bias, causal) -> bool:
@@ -177,7 +184,7 @@ def _timed(x, kernel, bias, causal) -> bool:
 def _auto(x, kernel, bias, causal) -> bool:
     if x.device.type != "cpu" or x.dim() == 5:
         return _timed(x, kernel, bias, causal)
-    spatial, fft = path_costs(x.shape[0], x.shape[1], kernel.shape[0], x.shape[2:], kernel.shape[2:], causal)
+    spatial, fft = path_costs(*_sizes(x, kernel), causal)
     if max(spatial, fft) < NEAR_TIE * min(spatial, fft):
         return _timed(x, kernel, bias, causal)
     return fft < spatial

@@ -51,6 +51,10 @@ def stack(tensors: list[torch.Tensor], rows: int | None = None, view=None) -> to
     input's gradient is one view of the stacked gradient."""
     if rows is None:
         rows = tensors[0].shape[0] if tensors[0].dim() else None
+    if torch.compiler.is_compiling():   # the compiler fuses plain operations (this Function saves eager dispatches)
+        out = torch.stack([t if not t.dim() or t.shape[0] == rows else
+                           torch.cat([t, t.new_zeros(rows - t.shape[0], *t.shape[1:])]) for t in tensors])
+        return out.view(view) if view is not None else out
     return _Stack.apply(rows, None if view is None else tuple(view), *tensors)
 
 

@@ -126,8 +126,8 @@ class Subsample(nn.Module):
         self.conv = conv
         self.stride = stride
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
+    def forward(self, x: torch.Tensor, kernel=None) -> torch.Tensor:
+        y = self.conv(x) if kernel is None else self.conv(x, kernel=kernel)
         index = (...,) + (slice(None, None, self.stride),) * (y.dim() - 2)
         return y[index]
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..layers.fused import call, model_kernels
 from ..layers import checks
+from ..layers.fused import call, model_crops, model_kernels
 from .conv import ConvConfig, build_conv, check_model_fields
 from .norm import build_norm
 
@@ -94,7 +94,10 @@ class FlexNet(nn.Module):
         if x.dim() != cfg.data_dim + 2 or x.shape[1] != cfg.in_channels:
             raise ValueError(f"FlexNet: expected input (B, {cfg.in_channels}, {', '.join('*' * cfg.data_dim)}), "
                              f"got shape {tuple(x.shape)}")
-        kernels = model_kernels(self, x.shape[2:]) if self.batch_kernels else {}
+        kernels = {}
+        if self.batch_kernels:   # one host read of all crops: under torch.compile the one graph break, before the rest
+            crops = model_crops(self, x.shape[2:], compiled=torch.compiler.is_compiling())
+            kernels = model_kernels(self, x.shape[2:], crops)
         h = torch.relu(self.stem_norm(call(self.stem, x, kernels)))
         for block in self.blocks:
             h = block(h, kernels)

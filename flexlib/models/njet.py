@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers.crops import read_crops
+
 
 def hermite_e(u: torch.Tensor, order: int) -> torch.Tensor:
     """Probabilists' Hermite polynomials He_0..He_order at u: (order + 1, *u.shape).
@@ -32,7 +34,8 @@ def gaussian_derivatives(x: torch.Tensor, sigma: torch.Tensor, order: int) -> to
     u = x / sigma
     gauss = torch.exp(-0.5 * u**2) / (math.sqrt(2 * math.pi) * sigma)
     n = torch.arange(order + 1, device=x.device, dtype=x.dtype).unsqueeze(-1)
-    return (-1.0) ** n * sigma ** (-n) * hermite_e(u, order) * gauss
+    sign = 1.0 - 2.0 * (n % 2)      # (-1)ⁿ; not `(-1.0) ** n`, which torch.fx prints as -1.0 ** n (= -1)
+    return sign * sigma ** (-n) * hermite_e(u, order) * gauss
 
 
 def scale_normalized_derivatives(x: torch.Tensor, sigma: torch.Tensor, order: int) -> torch.Tensor:
@@ -115,14 +118,46 @@ class NJetConv(nn.Module):
         basis = self.basis(size or self.kernel_size())
         return torch.einsum("oib,b...->oi...", self.alpha, basis)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    # -- the kernel size as a crop (flexlib.layers.crops): read with a model's other crops, bucketed when compiled --
+    causal = False
+    has_crop = True
+
+    def full_kernel_size(self, input_size) -> tuple[int, ...]:
+        """The largest kernel an input of spatial size `input_size` gets: the odd size ≥ its largest side."""
+        largest = max(int(n) for n in input_size)
+        return (largest if largest % 2 == 1 else largest + 1,) * self.data_dim
+
+    def crop_parameters(self) -> list[torch.Tensor]:
+        return [self.sigma.detach().reshape(1)]
+
+    def crop_from(self, values, full) -> list[tuple[int, int]]:
+        """The σ-tied size (capped at `full`) as a centred range of the `full`-point grid."""
+        half = min(njet_kernel_size(values[0], self.truncation), full[0]) // 2
+        return [(k // 2 - half, k // 2 + half + 1) for k in full]
+
+    def kernel_on_crop(self, full, crop) -> torch.Tensor:
+        """The kernel for a crop read by flexlib.layers.crops: exact ranges, or a compiled crop (the kernel sampled
+        on its box times it: zero outside the exact size)."""
+        if isinstance(crop, torch.Tensor):
+            return self.sample_kernel(crop.shape[-1]) * crop
+        return self.sample_kernel(crop[0][1] - crop[0][0])
+
+    def forward(self, x: torch.Tensor, kernel=None) -> torch.Tensor:
+        """`kernel`: a flexlib.layers.fused.SampledKernel the model computed for this input (its σ read with the
+        model's other crops)."""
         if x.dim() != self.data_dim + 2 or x.shape[1] != self.in_channels:
             raise ValueError(f"NJetConv: expected input (B, {self.in_channels}, {', '.join('*' * self.data_dim)}), "
                              f"got shape {tuple(x.shape)}")
-        largest = max(x.shape[2:])
-        size = min(self.kernel_size(), largest if largest % 2 == 1 else largest + 1)
+        if kernel is not None:
+            weight = kernel.weight
+        elif torch.compiler.is_compiling():
+            full = self.full_kernel_size(x.shape[2:])
+            weight = self.kernel_on_crop(full, read_crops([self], [full], compiled=True)[0])   # the graph break
+        else:
+            largest = max(x.shape[2:])
+            weight = self.sample_kernel(min(self.kernel_size(), largest if largest % 2 == 1 else largest + 1))
         conv = F.conv1d if self.data_dim == 1 else F.conv2d
-        return conv(x, self.sample_kernel(size), self.bias, stride=self.stride, padding=size // 2)
+        return conv(x, weight, self.bias, stride=self.stride, padding=weight.shape[-1] // 2)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, data_dim={self.data_dim}, order={self.order}, "

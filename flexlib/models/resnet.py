@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv import ConvConfig, build_conv, check_model_fields
+from ..layers.fused import model_crops, model_kernels
+from .conv import ConvConfig, Subsample, build_conv, check_model_fields
 
 
 def _discrete_3x3() -> ConvConfig:
@@ -64,9 +65,17 @@ class BasicBlock(nn.Module):
             x = F.pad(x, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+    def forward(self, x: torch.Tensor, kernels: dict | None = None) -> torch.Tensor:
+        """`kernels`: the continuous convolutions' kernels, computed by the model (flexlib.layers.fused)."""
+        kernels = kernels or {}
+        out = torch.relu(self.bn1(_call(self.conv1, x, kernels)))
+        return torch.relu(self.bn2(_call(self.conv2, out, kernels)) + self.shortcut(x))
+
+
+def _call(conv: nn.Module, x: torch.Tensor, kernels: dict) -> torch.Tensor:
+    """`conv(x)`, with the kernel the model computed for it (for a strided one: for the layer inside)."""
+    kernel = kernels.get(conv.conv if isinstance(conv, Subsample) else conv)
+    return conv(x) if kernel is None else conv(x, kernel=kernel)
 
 
 class CIFARResNet(nn.Module):
@@ -88,9 +97,27 @@ class CIFARResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight)
         nn.init.kaiming_normal_(self.head.weight)
 
+    def conv_input_sizes(self, input_size) -> dict[nn.Module, tuple[int, ...]]:
+        """The spatial size of every convolution's input (a strided one's: the layer inside, at stride 1)."""
+        def inner(conv):
+            return conv.conv if isinstance(conv, Subsample) else conv
+        size = tuple(int(n) for n in input_size)
+        sizes = {inner(self.stem): size}
+        for block in self.blocks:
+            sizes[inner(block.conv1)] = size
+            size = tuple(-(-n // block.stride) for n in size)
+            sizes[inner(block.conv2)] = size
+        return sizes
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         if x.dim() != 4 or x.shape[1] != cfg.in_channels:
             raise ValueError(f"CIFARResNet: expected images (B, {cfg.in_channels}, H, W), got shape {tuple(x.shape)}")
-        out = self.blocks(torch.relu(self.stem_bn(self.stem(x))))
+        sizes = self.conv_input_sizes(x.shape[2:])
+        # the continuous kernels computed together (flexlib.layers.fused), after one host read of their crops: under
+        # torch.compile the one graph break, before the rest
+        kernels = model_kernels(self, sizes, model_crops(self, sizes, compiled=torch.compiler.is_compiling()))
+        out = torch.relu(self.stem_bn(_call(self.stem, x, kernels)))
+        for block in self.blocks:
+            out = block(out, kernels)
         return self.head(out.mean(dim=(2, 3)))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..layers.fused import call, model_kernels
+from ..layers.fused import call, model_crops, model_kernels
 from .conv import ConvConfig, build_conv, check_model_fields
 from .norm import build_norm
 
@@ -72,7 +72,10 @@ class TCN(nn.Module):
         """Per-step features (B, width, T); step t depends on inputs ≤ t only."""
         if x.dim() != 3 or x.shape[1] != self.config.in_channels:
             raise ValueError(f"TCN: expected a sequence (B, {self.config.in_channels}, T), got shape {tuple(x.shape)}")
-        kernels = model_kernels(self, x.shape[2:]) if self.batch_kernels else {}
+        kernels = {}
+        if self.batch_kernels:   # one host read of all crops: under torch.compile the one graph break, before the rest
+            crops = model_crops(self, x.shape[2:], compiled=torch.compiler.is_compiling())
+            kernels = model_kernels(self, x.shape[2:], crops)
         for block in self.blocks:
             x = block(x, kernels)
         return x
