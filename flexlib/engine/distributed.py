@@ -108,8 +108,19 @@ def allow_recompiles(model: nn.Module, input_size) -> int:
     return bound
 
 
+def separate_kernel_cache() -> None:
+    """One inductor cache of compiled kernels per instruction set ATen dispatches to (`ATEN_CPU_CAPABILITY`, which
+    params/numerics.env pins): with torch 2.14.1, kernels cached by an unpinned process crashed a pinned one
+    (segmentation fault in a compiled backward, measured here). A cache folder set by the user is left as it is."""
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+        isa = torch.backends.cpu.get_cpu_capability().lower()
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = f"{default_cache_dir()}-{isa}"
+
+
 def compile_model(model: nn.Module, input_size) -> int:
     """Compile `model` in place for inputs of spatial size `input_size`; returns its crop-configuration bound."""
+    separate_kernel_cache()
     bound = allow_recompiles(model, input_size)
     model.compile(backend=BACKEND, dynamic=False)
     return bound
