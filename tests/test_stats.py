@@ -28,3 +28,13 @@ def test_every_model_gets_its_own_colour_and_marker():
     assert len(set(colours)) == len(names) == 12
     assert len({s["marker"] for s in style.values()}) == 12
     assert list(styles(["b", "a", "b"])) == ["b", "a"]
+
+
+def test_a_comparison_survives_a_table_line():
+    import pandas as pd
+    frame = pd.DataFrame({"model": ["A"] * 3 + ["B"] * 3, "acc": [90.1, 91.3, 90.7, 88.0, 88.9, 87.5]})
+    table = stats.compare_to(frame, "acc", "A")
+    line = next(table.itertuples())
+    again = stats.Comparison.of(line)
+    assert again == stats.compare("A", [90.1, 91.3, 90.7], "B", [88.0, 88.9, 87.5])
+    assert stats.Comparison.of(table.iloc[0].to_dict()).line() == again.line() and line.verdict == "A > B"

@@ -46,6 +46,12 @@ class PulseTask:
                 f"(std {self.noise}), length {self.length}")
 
     @property
+    def family(self) -> str:
+        """The task without its lag: what every lag of a comparison shares."""
+        return (f"two {self.width}-step ±1 pulses at lags d and d + {2 * self.width} in noise (std {self.noise}), "
+                f"length {self.length}")
+
+    @property
     def needed_receptive_field(self) -> int:
         """Steps a causal model must see at the last step to read both pulses."""
         return self.lag + 3 * self.width

@@ -71,10 +71,18 @@ class Comparison:
             return "not significant"
         return f"{self.a} > {self.b}" if self.difference > 0 else f"{self.a} < {self.b}"
 
-    def line(self, unit: str = "%") -> str:
+    def line(self, unit: str = "%", fmt: str = ".2f") -> str:
         p = "p n/a (fewer than 2 seeds)" if math.isnan(self.p) else f"Welch p = {self.p:.3g}"
-        return (f"{self.a} {self.mean_a:.2f} ± {self.std_a:.2f}{unit} (n = {self.n_a}) vs {self.b} {self.mean_b:.2f} ± "
-                f"{self.std_b:.2f}{unit} (n = {self.n_b}): difference {self.difference:+.2f}, {p}: {self.verdict}")
+        f = fmt
+        return (f"{self.a} {self.mean_a:{f}} ± {self.std_a:{f}}{unit} (n = {self.n_a}) vs {self.b} {self.mean_b:{f}} ± "
+                f"{self.std_b:{f}}{unit} (n = {self.n_b}): difference {self.difference:+{f}}, {p}: {self.verdict}")
+
+    @classmethod
+    def of(cls, record) -> "Comparison":
+        """Back from a line of a `compare_to` table (a dict, a pandas row or an itertuples() tuple)."""
+        get = record.get if isinstance(record, dict) else (lambda k: getattr(record, k))
+        return cls(get("a"), get("b"), get("mean_a"), get("std_a"), get("n_a"), get("mean_b"), get("std_b"),
+                   get("n_b"), get("p_welch"))
 
     def as_dict(self) -> dict:
         return {"a": self.a, "b": self.b, "mean_a": self.mean_a, "std_a": self.std_a, "n_a": self.n_a,
