@@ -123,3 +123,13 @@ def test_compute_times_a_sequence_setting_and_cropping_shortens_its_kernels():
     cropped = create("flextcn-2", 1, 10, width=2, mask_init="official", crop_threshold=0.1)
     assert receptive_field(cropped, 400) == 1 + 4 * (len(cropped.blocks[0].conv1.crop_axes((400,))[0]) - 1)
     assert len(cropped.blocks[0].conv1.crop_axes((400,))[0]) < 0.1 * 401
+
+
+def test_convergence_measures_read_the_curves():
+    import pandas as pd
+    from flexlib.paper.controlled import curve_area, steps_to
+    curves = pd.DataFrame({"task": "t", "model": ["fast"] * 3 + ["slow"] * 3, "seed": 0, "step": [0, 50, 100] * 2,
+                           "test_acc": [10, 80, 90, 10, 20, 60]})
+    assert steps_to(curves, 50).set_index("model")["steps_to_target"].to_dict() == {"fast": 50.0, "slow": 100.0}
+    area = curve_area(curves).set_index("model")["test_acc_over_training"]
+    assert area["fast"] == (45 * 50 + 85 * 50) / 100 and area["slow"] == (15 * 50 + 40 * 50) / 100

@@ -123,3 +123,15 @@ def steps_to(curves: pd.DataFrame, target: float, column: str = "test_acc") -> p
         lines.append({"task": task, "model": model, "seed": seed,
                       "steps_to_target": float(reached.min()) if len(reached) else float("nan")})
     return pd.DataFrame(lines)
+
+
+def curve_area(curves: pd.DataFrame, column: str = "test_acc") -> pd.DataFrame:
+    """Per run (task, model, seed): the mean of `column` over training, the area under its curve (trapezoid over the
+    recorded steps) divided by the steps: higher when a run learns sooner, a convergence speed with a spread."""
+    lines = []
+    for (task, model, seed), part in curves.groupby(["task", "model", "seed"], sort=False):
+        part = part.sort_values("step")
+        steps, values = part["step"].to_numpy(float), part[column].to_numpy(float)
+        area = float(((values[1:] + values[:-1]) / 2 * (steps[1:] - steps[:-1])).sum() / (steps[-1] - steps[0]))
+        lines.append({"task": task, "model": model, "seed": seed, f"{column}_over_training": area})
+    return pd.DataFrame(lines)

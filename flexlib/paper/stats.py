@@ -23,11 +23,15 @@ def mean_std(values) -> tuple[float, float]:
 def welch_p(a, b) -> float:
     """Two-sided p-value of Welch's t-test between samples `a` and `b` (NaN with fewer than 2 values in either, or
     when both have no spread: then the test is undefined)."""
+    import warnings
+
     from scipy import stats
     a, b = [float(v) for v in a], [float(v) for v in b]
     if len(a) < 2 or len(b) < 2 or (statistics.pstdev(a) == 0 and statistics.pstdev(b) == 0):
         return math.nan
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():      # scipy warns when values are nearly identical; the p-value is still its own
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def paired_p(a, b) -> float:
@@ -72,7 +76,7 @@ class Comparison:
         return f"{self.a} > {self.b}" if self.difference > 0 else f"{self.a} < {self.b}"
 
     def line(self, unit: str = "%", fmt: str = ".2f") -> str:
-        p = "p n/a (fewer than 2 seeds)" if math.isnan(self.p) else f"Welch p = {self.p:.3g}"
+        p = "p n/a (fewer than 2 seeds, or no spread in either)" if math.isnan(self.p) else f"Welch p = {self.p:.3g}"
         f = fmt
         return (f"{self.a} {self.mean_a:{f}} ± {self.std_a:{f}}{unit} (n = {self.n_a}) vs {self.b} {self.mean_b:{f}} ± "
                 f"{self.std_b:{f}}{unit} (n = {self.n_b}): difference {self.difference:+{f}}, {p}: {self.verdict}")
