@@ -133,3 +133,19 @@ def test_convergence_measures_read_the_curves():
     assert steps_to(curves, 50).set_index("model")["steps_to_target"].to_dict() == {"fast": 50.0, "slow": 100.0}
     area = curve_area(curves).set_index("model")["test_acc_over_training"]
     assert area["fast"] == (45 * 50 + 85 * 50) / 100 and area["slow"] == (15 * 50 + 40 * 50) / 100
+
+
+def test_crop_taps_from_mu_and_sigma_match_the_layer():
+    from flexlib.paper.analysis import centred_crop_taps, mask_table, single_tap_sigma
+    model = create("flexnet-3", 3, 10, width=4)
+    convs = [m for m in model.modules() if isinstance(m, FlexConv)]
+    with torch.no_grad():
+        for conv, (mu, sigma) in zip(convs, [(0.0, 0.05), (0.02, 0.0581), (0.0, 0.0583), (-0.1, 0.2), (0.3, 0.01)]):
+            conv.mask.mean_param.fill_(mu)
+            conv.mask.sigma_param.fill_(sigma)
+    for row, conv in zip(mask_table(model, 16), convs):
+        mu, sigma = conv.mask.mean.detach().tolist(), conv.mask.sigma.detach().tolist()
+        taps = [centred_crop_taps(mu[d], sigma[d], 16) for d in range(2)]
+        assert row["cropped_size"] == "x".join(map(str, taps))
+    threshold = single_tap_sigma(16)
+    assert centred_crop_taps(0.0, 0.999 * threshold, 16) == 1 < centred_crop_taps(0.0, 1.001 * threshold, 16)

@@ -130,3 +130,14 @@ def single_tap_sigma(input_size: int, threshold: float = 0.1) -> float:
     from ..mask import threshold_radius
     k = kernel_size_for(input_size)
     return 2.0 / (k - 1) / threshold_radius(threshold)
+
+
+def centred_crop_taps(mu: float, sigma: float, input_size: int, threshold: float = 0.1) -> int:
+    """Taps kept along one dimension by a centred FlexConv's crop (flexlib.grids.crop_range) for a mask (μ, σ) on
+    the kernel grid of an input of `input_size` samples: what `mask_table`'s cropped_size gives, from μ and σ alone
+    (e.g. from a run's per-epoch metrics)."""
+    from ..grids import crop_range
+    from ..mask import threshold_radius
+    half = threshold_radius(threshold) * abs(sigma)
+    start, stop = crop_range(kernel_size_for(input_size), mu - half, mu + half, causal=False)
+    return stop - start
