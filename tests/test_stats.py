@@ -38,3 +38,13 @@ def test_a_comparison_survives_a_table_line():
     again = stats.Comparison.of(line)
     assert again == stats.compare("A", [90.1, 91.3, 90.7], "B", [88.0, 88.9, 87.5])
     assert stats.Comparison.of(table.iloc[0].to_dict()).line() == again.line() and line.verdict == "A > B"
+
+
+def test_every_pair_is_compared_once_within_its_group():
+    import pandas as pd
+    frame = pd.DataFrame({"task": ["x"] * 6 + ["y"] * 4, "model": list("AABBCC") + list("AABB"),
+                          "acc": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 1.0, 1.5, 1.0, 1.2]})
+    pairs = stats.compare_pairs(frame, "acc", within="task")
+    assert [(r.task, r.a, r.b) for r in pairs.itertuples()] == [("x", "A", "B"), ("x", "A", "C"), ("x", "B", "C"),
+                                                              ("y", "A", "B")]
+    assert pairs.iloc[0]["difference"] == -2.0

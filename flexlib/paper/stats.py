@@ -124,3 +124,18 @@ def compare_to(frame, value: str, reference: str, model: str = "model", within: 
             line = compare(reference, ref, other, rest[value]).as_dict()
             lines.append(({within: key} if within else {}) | line)
     return pd.DataFrame(lines)
+
+
+def compare_pairs(frame, value: str, model: str = "model", within: str | None = None):
+    """Every pair of `model`s of `frame` (one line per seed), the earlier (in order of appearance) as `a`, within each
+    group of `within`: a DataFrame of Comparison.as_dict() lines, with the group."""
+    import pandas as pd
+    groups = frame.groupby(within, sort=False) if within else [(None, frame)]
+    lines = []
+    for key, part in groups:
+        names = list(dict.fromkeys(part[model]))
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                line = compare(a, part.loc[part[model] == a, value], b, part.loc[part[model] == b, value]).as_dict()
+                lines.append(({within: key} if within else {}) | line)
+    return pd.DataFrame(lines)
