@@ -395,8 +395,10 @@ def test_a_notebook_run_with_an_unknown_model_names_it_and_the_known_ones():
     assert "flexnet-16, flexnet-16-conv3" in str(err.value)
     with pytest.raises(ValueError, match=r"runs\[0\]: model 'cifarresnet-20' .* one of the flexnet-\* models"):
         paper_runs.check_runs([[row, "cifarresnet-20", {}]], family="flexnet-")
-    with pytest.raises(ValueError, match=r"runs\[1\] must be a \[protocol row, model, create\(\) kwargs\] triple"):
+    with pytest.raises(ValueError, match=r"runs\[1\] must be a \[protocol row, model, create\(\) kwargs\(, variant\)\] list"):
         paper_runs.check_runs([[row, "flexnet-3", {}], [row, "flexnet-3"]])
+    with pytest.raises(ValueError, match=r"runs\[0\]: the variant \(fourth element\) must be a non-empty string, got 3"):
+        paper_runs.check_runs([[row, "flexnet-3", {}, 3]])
     with pytest.raises(ValueError, match=r"runs\[0\]: no protocol row 'T3 FlexNet-61'"):
         paper_runs.check_runs([["T3 FlexNet-61", "flexnet-3", {}]])
     with pytest.raises(ValueError, match=r"runs\[0\]: flexnet-3 kwargs: unknown key 'widht'"):

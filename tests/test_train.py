@@ -98,6 +98,19 @@ def test_warmup_then_cosine_matches_the_closed_form(warmup):
         assert math.isclose(expected(w), lr)
 
 
+@pytest.mark.parametrize("warmup", [0, 3])
+def test_warmup_then_constant_holds_the_learning_rate_after_the_warmup(warmup):
+    lr, epochs, spe = 0.01, 6, 5
+    opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = build_scheduler(opt, OptimConfig(lr=lr, warmup_epochs=warmup, schedule="warmup_constant"), epochs, spe)
+    w = warmup * spe
+    for step in range(epochs * spe + 10):                           # past the nominal end: still lr
+        expected = lr * (1 / w + (1 - 1 / w) * step / w) if step < w else lr
+        assert math.isclose(opt.param_groups[0]["lr"], expected, rel_tol=1e-9), step
+        opt.step()
+        sched.step()
+
+
 class NaNAfter(nn.Module):
     """A small classifier whose output turns NaN at the n-th training forward pass."""
 

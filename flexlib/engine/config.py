@@ -44,7 +44,9 @@ class OptimConfig:
     # weight_decay * sum over CKConv/FlexConv layers of (||generated kernel||_2 + ||bias||_2) added to the loss.
     weight_decay_form: Literal["adam", "kernel_norm"] = "adam"
     warmup_epochs: int = 5
-    schedule: Literal["cosine", "constant"] = "cosine"
+    # "cosine": App. D.2 (warmup, then cosine to 0); "constant": lr throughout (no warmup); "warmup_constant": the
+    # warmup, then lr held (the masks keep moving to the last step, which a cosine's tail stops)
+    schedule: Literal["cosine", "constant", "warmup_constant"] = "cosine"
 
 
 @dataclass

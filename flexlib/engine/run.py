@@ -49,7 +49,8 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Adam:
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, epochs: int,
                     steps_per_epoch: int) -> lr_scheduler.LRScheduler:
-    """Warmup from lr / W to lr over W = warmup_epochs x steps_per_epoch steps, then cosine to 0 at the end.
+    """Warmup from lr / W to lr over W = warmup_epochs x steps_per_epoch steps, then cosine to 0 at the end
+    (`schedule="cosine"`) or lr held (`"warmup_constant"`); `"constant"` holds lr from the first step.
 
     lr(s) = lr (1/W + (1 - 1/W) s / W) for s < W;  lr(s) = lr/2 (1 + cos(pi (s - W) / (T - W))) for s >= W.
     """
@@ -57,11 +58,14 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, epochs: 
         return lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
     total = max(1, epochs * steps_per_epoch)
     warmup = min(cfg.warmup_epochs * steps_per_epoch, total)
-    cosine = lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup))
+    if cfg.schedule == "warmup_constant":
+        after = lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    else:
+        after = lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup))
     if warmup == 0:
-        return cosine
+        return after
     linear = lr_scheduler.LinearLR(optimizer, start_factor=1.0 / warmup, end_factor=1.0, total_iters=warmup)
-    return lr_scheduler.SequentialLR(optimizer, [linear, cosine], milestones=[warmup])
+    return lr_scheduler.SequentialLR(optimizer, [linear, after], milestones=[warmup])
 
 
 # -- metrics -----------------------------------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ class ConvConfig:
     crop_threshold: float = 0.1       # flexconv dynamic cropping
     mask_init: str = "paper"          # flexconv: "paper" (σ² = 0.125) or "official" (σ = 0.075)
     mask_eps: float = DEFAULT_EPS     # flexconv: ε of the mask's σ² + ε (flexlib.layers.mask); 0.0 = the authors' arithmetic
+    mask_init_mean: str | None = None  # flexconv: μ₀ "last" / "first" (§5's prior: the far past) / "center";
+                                       # None = "last" for causal (sequences), "center" otherwise
     conv_mode: str = "auto"           # "auto" | "spatial" | "fft" | "benchmark"
     grid: str = "paper"               # flexconv/ckconv: "paper" (App. A.2) or "official" (causal: L points)
     njet_order: int = 4               # N-Jet: Gaussian derivatives up to this order
@@ -72,6 +74,9 @@ class ConvConfig:
             raise ValueError(f"ConvConfig.kernel_size must be a positive odd int, got {self.kernel_size!r}")
         if self.type in ("flexconv", "njet") and self.kernel_size is not None:
             raise ValueError(f"ConvConfig: type={self.type!r} learns its kernel size; leave kernel_size=None")
+        if self.mask_init_mean not in (None, "last", "first", "center"):
+            raise ValueError(f"ConvConfig.mask_init_mean must be None, 'last', 'first' or 'center', got "
+                             f"{self.mask_init_mean!r}")
 
     def kernel_net_kwargs(self) -> dict:
         if self.kernel_net == "siren":
@@ -163,7 +168,7 @@ def build_conv(cfg: ConvConfig, in_channels: int, out_channels: int, data_dim: i
                   kernel_net_kwargs=cfg.kernel_net_kwargs())
     if cfg.type == "flexconv":
         conv = FlexConv(in_channels, out_channels, data_dim, crop_threshold=cfg.crop_threshold,
-                        mask_init=cfg.mask_init, mask_eps=cfg.mask_eps, **common)
+                        mask_init=cfg.mask_init, mask_eps=cfg.mask_eps, mask_init_mean=cfg.mask_init_mean, **common)
     elif cfg.kernel_size is not None:
         conv = FixedSizeCKConv(in_channels, out_channels, data_dim, kernel_size=cfg.kernel_size, **common)
     else:

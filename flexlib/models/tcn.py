@@ -7,7 +7,7 @@ step.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -26,6 +26,10 @@ class TCNConfig:
     dropout: float = 0.1              # not given for sequences in the paper
     norm: str = "batch"
     conv: ConvConfig = field(default_factory=ConvConfig)
+    # μ₀ of the mask of the FlexConv that reads the input (the first block's first); None: as conv.mask_init_mean.
+    # §5's prior "first" belongs here: a deeper layer whose mask sits on the far past reads, at the last step,
+    # activations of the first steps, which saw only the zero padding, so the information cannot reach the output.
+    input_mask_init_mean: str | None = None
 
     def __post_init__(self):
         check_model_fields(self, ("in_channels", "num_classes", "width", "num_blocks"))
@@ -35,9 +39,9 @@ class TCNBlock(nn.Module):
     """conv → norm → ReLU → dropout → conv → norm → ReLU → dropout, + shortcut (1×1 conv if widths change), ReLU
     (Bai et al. 2018; Romero et al. 2021)."""
 
-    def __init__(self, in_channels: int, out_channels: int, cfg: TCNConfig):
+    def __init__(self, in_channels: int, out_channels: int, cfg: TCNConfig, first_conv: ConvConfig | None = None):
         super().__init__()
-        self.conv1 = build_conv(cfg.conv, in_channels, out_channels, 1, causal=True)
+        self.conv1 = build_conv(first_conv or cfg.conv, in_channels, out_channels, 1, causal=True)
         self.norm1 = build_norm(cfg.norm, out_channels, 1)
         self.conv2 = build_conv(cfg.conv, out_channels, out_channels, 1, causal=True)
         self.norm2 = build_norm(cfg.norm, out_channels, 1)
@@ -63,7 +67,9 @@ class TCN(nn.Module):
             raise ValueError(f"TCNConfig.num_blocks must be ≥ 1, got {cfg.num_blocks}")
         self.config = cfg
         channels = [cfg.in_channels] + [cfg.width] * cfg.num_blocks
-        self.blocks = nn.Sequential(*(TCNBlock(a, b, cfg) for a, b in zip(channels[:-1], channels[1:])))
+        first = replace(cfg.conv, mask_init_mean=cfg.input_mask_init_mean) if cfg.input_mask_init_mean else None
+        self.blocks = nn.Sequential(*(TCNBlock(a, b, cfg, first if i == 0 else None)
+                                      for i, (a, b) in enumerate(zip(channels[:-1], channels[1:]))))
         self.head = nn.Linear(cfg.width, cfg.num_classes)
         nn.init.normal_(self.head.weight, std=0.01)
         nn.init.zeros_(self.head.bias)

@@ -80,3 +80,65 @@ def mask_table(model: nn.Module, input_size: int) -> list[dict]:
         row["cropped_size"] = "x".join(str(len(a)) for a in conv.crop_axes((k,) * conv.data_dim))
         rows.append(row)
     return rows
+
+
+def receptive_field(model: nn.Module, input_size) -> int | tuple[int, ...]:
+    """The receptive field (samples per dimension) of the longest path through `model`'s convolutions on an input of
+    `input_size`: 1 + Σ (k - 1) over its convolutions in order, with each FlexConv's kernel as dynamic cropping keeps
+    it, a CKConv's as long as the input, and nn.Conv's own size (1×1 shortcuts add nothing). An int for 1-D, a
+    tuple per dimension otherwise; capped at nothing (it may exceed the input, as a stack of kernels can)."""
+    input_size = (input_size,) if isinstance(input_size, int) else tuple(input_size)
+    total = [1] * len(input_size)
+    for module in model.modules():
+        if isinstance(module, FlexConv):
+            full = module.full_kernel_size(input_size)
+            sizes = [b - a for a, b in module.crop_ranges(full)]
+        elif isinstance(module, nn.modules.conv._ConvNd):
+            sizes = list(module.kernel_size)
+        else:
+            continue
+        total = [t + k - 1 for t, k in zip(total, sizes)]
+    return total[0] if len(total) == 1 else tuple(total)
+
+
+@torch.no_grad()
+def kernel_steps(conv: FlexConv, input_size: int, pair: tuple[int, int] | None = None) -> dict:
+    """Fig. 7 for one FlexConv on an input of `input_size` samples per dimension, one (out, in) channel pair (default:
+    the pair whose masked kernel has the largest norm): (a) MLP^ψ sampled on the whole grid, (b) the mask w_gauss,
+    (c) their product ψ, (d) ψ cropped where the mask exceeds the crop threshold (dynamic cropping). (a)-(c) span
+    the full k-point grid (k from the input size, App. A.2); (d) is the kernel the layer convolves with."""
+    if conv.mask is None:
+        raise ValueError(f"{type(conv).__name__} has no mask: Fig. 7 needs a FlexConv")
+    size = conv.full_kernel_size((input_size,) * conv.data_dim)
+    p = next(conv.parameters())
+    axes = [grid(k, p.device, p.dtype) for k in size]
+    coords = torch.stack([m.reshape(-1) for m in torch.meshgrid(*axes, indexing="ij")], dim=-1)
+    mlp = conv.kernel_net(coords).reshape(*size, conv.out_channels, conv.in_channels).movedim((-2, -1), (0, 1))
+    mask = conv.mask(coords).reshape(size)
+    product = mlp * mask
+    if pair is None:
+        pair = divmod(int(product.flatten(2).norm(dim=-1).argmax()), conv.in_channels)
+    ranges = conv.crop_ranges(size)
+    cropped = product[pair][tuple(slice(a, b) for a, b in ranges)]
+    return {"mlp": mlp[pair].cpu(), "mask": mask.cpu(), "product": product[pair].cpu(), "cropped": cropped.cpu(),
+            "pair": pair, "ranges": ranges, "kernel_size": size}
+
+
+def single_tap_sigma(input_size: int, threshold: float = 0.1) -> float:
+    """The σ below which a centred mask's crop keeps only its centre tap on the kernel grid of an input of
+    `input_size` samples (App. A.2): the grid spacing 2 / (k - 1) over the crop radius sqrt(-2 ln t). There the
+    kept tap has w_gauss = 1 whatever σ is, so σ gets (almost) no gradient."""
+    from ..layers.mask import threshold_radius
+    k = kernel_size_for(input_size)
+    return 2.0 / (k - 1) / threshold_radius(threshold)
+
+
+def centred_crop_taps(mu: float, sigma: float, input_size: int, threshold: float = 0.1) -> int:
+    """Taps kept along one dimension by a centred FlexConv's crop (flexlib.layers.grids.crop_range) for a mask (μ, σ) on
+    the kernel grid of an input of `input_size` samples: what `mask_table`'s cropped_size gives, from μ and σ alone
+    (e.g. from a run's per-epoch metrics)."""
+    from ..layers.grids import crop_range
+    from ..layers.mask import threshold_radius
+    half = threshold_radius(threshold) * abs(sigma)
+    start, stop = crop_range(kernel_size_for(input_size), mu - half, mu + half, causal=False)
+    return stop - start

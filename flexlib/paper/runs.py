@@ -42,15 +42,21 @@ class Run:
     seed: int
     settings: tuple[str, ...]     # `--set` overrides on the experiment's profile
     model: str                    # what actually runs (registry name and kwargs)
+    variant: str = ""             # a stand-in the paper has no row for, e.g. "w/ conv. (k = 3)" beside T9's FlexNet
 
     @property
     def name(self) -> str:
         return f"{self.experiment}-{self.model.split()[0]}-seed{self.seed}"
 
+    @property
+    def key(self) -> str:
+        """The row of our tables: the protocol row, followed by the variant if there is one."""
+        return f"{self.row} {self.variant}" if self.variant else self.row
+
 
 def check_runs(runs: list | None, seeds: list | None = None, family: str = "") -> None:
     """The `runs` and `seeds` parameters of a notebook checked, each problem named in one line: an entry that is not
-    a [protocol row, model, create() kwargs] triple, an unknown row, an unknown model (with the known ones, as the
+    a [protocol row, model, create() kwargs(, variant)] list, an unknown row, an unknown model (with the known ones, as the
     command line lists them; `family`: the prefix the notebook's models must have), kwargs `create` refuses, a seed
     out of range."""
     from ..engine.config import model_kwargs_problem, one_of, seed_range
@@ -64,12 +70,16 @@ def check_runs(runs: list | None, seeds: list | None = None, family: str = "") -
     if runs is None:
         return
     if not isinstance(runs, (list, tuple)):
-        raise ValueError(f"runs must be a list of [protocol row, model, create() kwargs] triples or None, got {runs!r}")
+        raise ValueError(f"runs must be a list of [protocol row, model, create() kwargs(, variant)] lists or None, "
+                         f"got {runs!r}")
     models = lambda: [m for m in available() if m.startswith(family)]
     for i, entry in enumerate(runs):
-        if not isinstance(entry, (list, tuple)) or len(entry) != 3:
-            raise ValueError(f"runs[{i}] must be a [protocol row, model, create() kwargs] triple, got {entry!r}")
-        key, model, kwargs = entry
+        if not isinstance(entry, (list, tuple)) or len(entry) not in (3, 4):
+            raise ValueError(f"runs[{i}] must be a [protocol row, model, create() kwargs(, variant)] list, "
+                             f"got {entry!r}")
+        key, model, kwargs, *variant = entry
+        if variant and not (isinstance(variant[0], str) and variant[0]):
+            raise ValueError(f"runs[{i}]: the variant (fourth element) must be a non-empty string, got {variant[0]!r}")
         try:
             protocol.row(key)
         except KeyError as err:
@@ -89,7 +99,9 @@ def plan(tables: list[str], runs: list | None = None, seeds: list[int] | None = 
     """The runs of a notebook. `runs=None`: the protocol rows `keys` (default: every row of `tables`), each with
     its seeds (or `seeds`), as the authors ran it. Else `runs` lists [protocol row key, model, create() kwargs]
     stand-ins, each run with `seeds` (default [0]) and the row's method settings (alias regularizer, resolution
-    change). Both are checked first (`check_runs`)."""
+    change); a fourth element names a variant the paper has no row for (its tables show it as "<row> <variant>",
+    without a paper number), e.g. ["T9 FlexNet-16", "flexnet-3", {"type": "conv", "kernel_size": 3},
+    "w/ conv. (k = 3)"]. Both are checked first (`check_runs`)."""
     check_runs(runs, seeds)
     if runs is None:
         out = []
@@ -100,13 +112,14 @@ def plan(tables: list[str], runs: list | None = None, seeds: list[int] | None = 
                 out.append(Run(r.key, r.label, r.experiment, seed, tuple(protocol.overrides(r, seed)), model))
         return out
     out = []
-    for key, model, kwargs in runs:
+    for entry in runs:
+        key, model, kwargs, *variant = entry
         r = protocol.row(key)
         for seed in seeds if seeds is not None else [0]:
             settings = (f"model.name={model}", f"model.kwargs={json.dumps(kwargs)}", f"train.seed={seed}",
                         *protocol.method_overrides(r))
-            out.append(Run(key, r.label, r.experiment, seed, settings, model + (f" {json.dumps(kwargs)}" if kwargs
-                                                                                  else "")))
+            out.append(Run(key, r.label, r.experiment, seed, settings,
+                           model + (f" {json.dumps(kwargs)}" if kwargs else ""), *variant))
     return out
 
 
@@ -183,11 +196,11 @@ def per_run_table(runs: list[Run], results: list) -> pd.DataFrame:
     for run, result in zip(runs, results):
         history = result.history
         train = [h for h in history if h.get("stage", "train") == "train"]
-        line = {"row": run.row, "label": run.label, "experiment": run.experiment, "seed": run.seed,
+        line = {"row": run.key, "label": run.label, "experiment": run.experiment, "seed": run.seed,
                 "reported_acc": 100 * reported(history, selection(run.experiment)),
                 "final_acc": 100 * train[-1]["test_acc"] if train else math.nan,
                 "selection": selection(run.experiment), "our_model": run.model, "our_data": result.dataset,
-                "params": result.metadata["parameters"], "epochs": len(train)}
+                "params": result.metadata["parameters"], "epochs": len(train), "protocol_row": run.row}
         if any("test_top5" in h for h in train):
             line["reported_top5"] = 100 * reported(history, selection(run.experiment), key="top5")
         lines.append(line)
@@ -195,7 +208,7 @@ def per_run_table(runs: list[Run], results: list) -> pd.DataFrame:
 
 
 RUN_COLUMNS = ["row", "label", "experiment", "seed", "reported_acc", "final_acc", "selection", "our_model", "our_data",
-               "params", "epochs"]
+               "params", "epochs", "protocol_row"]
 
 
 def mean_std(values) -> tuple[float, float]:
@@ -206,8 +219,8 @@ def mean_std(values) -> tuple[float, float]:
 
 
 def summary_table(per_run: pd.DataFrame, column: str = "reported_acc") -> pd.DataFrame:
-    """Per paper row: the paper's accuracy (flexlib.paper.results.paper_accuracy) beside our mean ± std over seeds
-    (`n` runs) and the difference."""
+    """Per row of ours: the paper's accuracy (flexlib.paper.results.paper_accuracy; none for a variant the paper has
+    no row for) beside our mean ± std over seeds (`n` runs) and the difference."""
     from .results import paper_accuracy
     lines = []
     if per_run.empty:
@@ -215,7 +228,8 @@ def summary_table(per_run: pd.DataFrame, column: str = "reported_acc") -> pd.Dat
                                      "our_model", "our_data"])
     for row, part in per_run.groupby("row", sort=False):
         mean, std = mean_std(part[column])
-        value = paper_accuracy(protocol.row(row))
+        key = part["protocol_row"].iloc[0] if "protocol_row" in part else row
+        value = paper_accuracy(protocol.row(key)) if key == row else None
         lines.append({"row": row, "paper": value, "ours_mean": mean, "ours_std": std, "n": len(part),
                       "difference": mean - value if value is not None else math.nan,
                       "final_mean": mean_std(part["final_acc"])[0], "our_model": part["our_model"].iloc[0],
