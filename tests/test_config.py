@@ -61,3 +61,17 @@ def test_a_mapping_override_merges_and_colon_equals_replaces():
     assert replaced.model.kwargs == {} and replaced.model.name == "ckcnn-16"
     with pytest.raises(ConfigError, match=r"cifar10.yaml \[full\] \(--set model.kwargs\) model.kwargs: unknown key 'widht'"):
         load_config(path, "full", ["model.kwargs:={widht: 8}"])
+
+
+def test_overrides_as_a_mapping_give_the_config_the_strings_give():
+    """A notebook's `overrides` is a mapping (a papermill parameters line holds one "="): {key: value} builds the
+    same config as the 'key=value' strings, None/False/strings/mappings included; anything else is refused."""
+    params = Path(__file__).resolve().parents[1] / "params" / "experiments" / "cifar10.yaml"
+    strings = ["train.epochs=3", "data.train_size=null", "train.restore_best=false", "optim.schedule=warmup_constant",
+               "model.kwargs={width: 8}"]
+    mapping = {"train.epochs": 3, "data.train_size": None, "train.restore_best": False,
+               "optim.schedule": "warmup_constant", "model.kwargs": {"width": 8}}
+    assert load_config(params, "quick", mapping) == load_config(params, "quick", strings)
+    assert load_config(params, "quick", mapping).model.kwargs["width"] == 8
+    with pytest.raises(ConfigError, match=r"overrides must be a mapping .* got \[3\]"):
+        load_config(params, "quick", [3])

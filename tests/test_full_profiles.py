@@ -75,7 +75,8 @@ def test_a_notebook_runs_its_full_parameters_through_papermill(data_root, tmp_pa
         pytest.skip("needs papermill in the environment (pip install -e '.[notebooks]')")
     out = tmp_path / "out"
     out.mkdir()
-    overrides = [f"data.root={data_root}", f"train.out_dir={tmp_path / 'runs'}", *ONE_STEP]
+    overrides = {"data.root": str(data_root), "train.out_dir": str(tmp_path / "runs"),
+                 "train.epochs": 1, "train.max_steps_per_epoch": 1, "train.device": "cpu"}   # ONE_STEP
     done = subprocess.run([str(papermill), "-k", "python3", "--cwd", str(ROOT / "notebooks"),
                            "-f", str(ROOT / "params" / "notebooks" / "cifar_full.yaml"),
                            "-y", json.dumps({"device": "cpu", "tables": ["9"], "overrides": overrides,

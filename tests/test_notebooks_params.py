@@ -1,5 +1,6 @@
 """Every paper notebook's `parameters` cell holds the quick profile: its defaults equal params/notebooks/<name>_quick.yaml,
-and every profile's YAML file names the same parameters (docs/notebooks.md)."""
+every profile's YAML file names the same parameters (docs/notebooks.md), and each is typed and documented where
+papermill --help-notebook reads it."""
 import ast
 import json
 from pathlib import Path
@@ -18,9 +19,9 @@ def parameters_cell(path: Path) -> dict:
     assert len(tagged) == 1, f"{path.name}: expected exactly one cell tagged 'parameters', found {len(tagged)}"
     values = {}
     for node in ast.parse("".join(tagged[0]["source"])).body:
-        assert isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name), \
-            f"{path.name}: the parameters cell must hold only `name = literal` lines, got {ast.unparse(node)!r}"
-        values[node.targets[0].id] = ast.literal_eval(node.value)
+        assert isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None, \
+            f"{path.name}: the parameters cell must hold only `name: type = literal  # help` lines, got {ast.unparse(node)!r}"
+        values[node.target.id] = ast.literal_eval(node.value)
     return values
 
 
@@ -125,3 +126,42 @@ def test_an_interactive_run_keeps_its_outputs_in_a_visible_folder_and_removes_it
     assert said.startswith("this interactive run keeps its outputs in") and out.name in said
     assert out.parent == tmp_path / "kept" and (out / "table.csv").is_file()
     assert runs.parent == tmp_path / "tmp" and not runs.exists() and not list((tmp_path / "tmp").glob("flexlib-*"))
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_help_lists_every_parameter_with_its_type_and_meaning(notebook):
+    """`papermill --help-notebook` (papermill.inspect_notebook) names every parameter a profile file can pass, each
+    with the type the validation cell checks (reporting.annotation_types) and a line saying what it does."""
+    import papermill
+    from flexlib.paper.reporting import annotation_types
+    inferred = papermill.inspect_notebook(str(notebook))
+    defaults = parameters_cell(notebook)
+    assert list(inferred) == list(defaults), f"{notebook.name}: papermill infers {list(inferred)}"
+    keys = set().union(*(load_yaml(p) for p in (ROOT / "params" / "notebooks").glob(f"{notebook.stem}_*.yaml")))
+    assert keys <= set(inferred), f"{notebook.name}: profile files pass {sorted(keys - set(inferred))}, not documented"
+    for name, param in inferred.items():
+        assert param["inferred_type_name"] not in ("None", ""), f"{notebook.name}: {name} has no type"
+        assert len(param["help"]) > 10, f"{notebook.name}: {name} has no help line"
+        types = annotation_types(param["inferred_type_name"])
+        assert isinstance(defaults[name], types), f"{notebook.name}: {name} = {defaults[name]!r} is not {types}"
+        for path in (ROOT / "params" / "notebooks").glob(f"{notebook.stem}_*.yaml"):
+            value = load_yaml(path)[name]
+            assert isinstance(value, types) or (float in types and isinstance(value, int)), \
+                f"{path.name}: {name} = {value!r} does not match the notebook's `{param['inferred_type_name']}`"
+
+
+def test_notebook_parameters_reads_the_cells_annotations():
+    """The validation cell's types come from the parameters cell's annotations: a wrong type and an unknown name
+    are refused, naming the parameter; Optional admits None; a float admits an int (`-p lr 1`)."""
+    from flexlib.paper.reporting import notebook_parameters
+    ns = {}
+    exec("lr: float = 0.01\nout: 'Optional[str]' = None\nruns: list[list] = []\n", ns)
+    assert notebook_parameters(ns, where="test") == {"lr": 0.01, "out": None, "runs": []}
+    ns["lr"] = 1
+    assert notebook_parameters(ns, where="test")["lr"] == 1
+    ns["out"] = 3
+    with pytest.raises(TypeError, match=r"parameter 'out' must be str or None, got 3 \(int\)"):
+        notebook_parameters(ns, where="test")
+    ns["out"], ns["lrr"] = "x", 0.1
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['lrr'\] \(from test\)"):
+        notebook_parameters(ns, where="test")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import types
 import typing
@@ -92,7 +93,7 @@ class ExperimentConfig:
     description: str = ""
 
 
-def load_config(path: str | Path, profile: str = "full", overrides: list[str] | None = None,
+def load_config(path: str | Path, profile: str = "full", overrides: list[str] | dict | None = None,
                 cls: type = ExperimentConfig):
     """Read ``path``, merge ``profile`` over ``full``, apply ``key=value`` overrides, build ``cls``."""
     path = Path(path)
@@ -112,7 +113,7 @@ def load_config(path: str | Path, profile: str = "full", overrides: list[str] | 
             raise ConfigError(f"{path}: profile {name!r} must be a mapping of sections, got {raw[name]!r}")
     merged = raw["full"] if profile == "full" else deep_merge(raw["full"], raw[profile] or {})
     overridden = set()
-    for item in overrides or []:
+    for item in override_items(overrides):
         update = parse_override(item)
         key = item.partition("=")[0].strip()
         if key.endswith(":"):
@@ -125,6 +126,19 @@ def load_config(path: str | Path, profile: str = "full", overrides: list[str] | 
             merged = deep_merge(merged, update)
         overridden.add(key.removesuffix(":"))
     return from_dict(cls, merged, where=f"{path} [{profile}]", overridden=frozenset(overridden))
+
+
+def override_items(overrides) -> list[str]:
+    """`key=value` strings from a list of them or from a mapping {"train.epochs": 6, "data.train_size": None}
+    (a notebook's `overrides` parameter; a key ending in ":" replaces a mapping whole, as `key:=value` does)."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, dict):
+        return [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
+    if isinstance(overrides, (list, tuple)) and all(isinstance(item, str) for item in overrides):
+        return list(overrides)
+    raise ConfigError(f"overrides must be a mapping {{section.key: value}} or a list of 'section.key=value' strings, "
+                      f"got {overrides!r}")
 
 
 def parse_override(item: str) -> dict:

@@ -18,6 +18,7 @@ dropout 0.2 (images) / 0.1 (sequences), BatchNorm, alias regularizer (when on) w
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 README = "rjbruin/flexconv experiments/readme.md"
@@ -201,6 +202,9 @@ def rows(table: str | None = None, experiment: str | None = None) -> list[Row]:
 
 
 def row(key: str) -> Row:
+    """The protocol row `key`; "(k3)" may stand for the paper's "(k = 3)" (a papermill parameters cell line holds
+    one "=")."""
+    key = re.sub(r"\(k(\d+)\)", r"(k = \1)", key) if isinstance(key, str) else key
     if key not in ROWS:
         import difflib
         close = difflib.get_close_matches(key, ROWS, n=3)

@@ -149,12 +149,34 @@ def compare_table(rows) -> pd.DataFrame:
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 
-def notebook_parameters(namespace: dict, expected: dict[str, type | tuple], where: str) -> dict:
+def annotation_types(annotation) -> tuple[type, ...]:
+    """The isinstance types of a parameters cell's annotation: `int`, `list[str]`, `dict`, or the quoted
+    `"Optional[float]"` (papermill's --help-notebook reads annotations without `|`) -> (float, NoneType)."""
+    import typing
+    if isinstance(annotation, str):
+        names = {"Optional": typing.Optional, "Any": typing.Any, "list": list, "dict": dict, "str": str, "int": int,
+                 "float": float, "bool": bool, "None": None}
+        annotation = eval(annotation, {"__builtins__": {}}, names)   # noqa: S307 (a notebook's own annotation)
+    if annotation is typing.Any:
+        return (object,)
+    if typing.get_origin(annotation) is typing.Union:
+        return tuple(t for arg in typing.get_args(annotation) for t in annotation_types(arg))
+    if annotation is None or annotation is type(None):
+        return (type(None),)
+    return (typing.get_origin(annotation) or annotation,)
+
+
+def notebook_parameters(namespace: dict, where: str) -> dict:
     """Check a notebook's parameters after papermill's injection (papermill only warns on unknown names).
 
-    `namespace` is the notebook's globals(); `expected` maps each parameter to its type(s). Raises a ValueError
-    naming any unknown parameter (a misspelling in `where`, e.g. the params YAML) and a TypeError for a value of
-    the wrong type (e.g. `-p flag false` injects the string "false"). Returns {name: value}."""
+    `namespace` is the notebook's globals(); the `parameters` cell declares each parameter as
+    `name: type = value  # what it does`, so its types are the namespace's `__annotations__` (and papermill
+    --help-notebook lists them). Raises a ValueError naming any unknown parameter (a misspelling in `where`, e.g.
+    the params YAML) and a TypeError for a value of the wrong type (e.g. `-p flag false` injects the string
+    "false"). Returns {name: value}."""
+    expected = {name: annotation_types(a) for name, a in namespace.get("__annotations__", {}).items()}
+    if not expected:
+        raise ValueError("the `parameters` cell declares no typed parameters (`name: type = value  # help`)")
     user = {k for k, v in namespace.items() if not k.startswith("_") and k not in _IPYTHON_NAMES
             and type(v).__name__ != "module"}
     unknown = sorted(user - set(expected))
@@ -165,7 +187,6 @@ def notebook_parameters(namespace: dict, expected: dict[str, type | tuple], wher
         if name not in namespace:
             raise ValueError(f"parameter {name!r} is missing: the `parameters` cell must define it")
         value = namespace[name]
-        types = types if isinstance(types, tuple) else (types,)
         if float in types:
             types = (*types, int)   # `-p lr 1` injects an int
         wrong_bool = isinstance(value, bool) and bool not in types
@@ -204,7 +225,7 @@ def unpinned_numerics() -> list[str]:
 
 def notebook_setup(name: str, params: dict, profiles=("quick", "cpu", "full")) -> tuple[Path, Path]:
     """The checks and setup every notebook shares, from its checked parameters: `profile` among `profiles`, `device`
-    usable here, `threads` ≥ 1 (set for torch), `overrides` as 'section.key=value'; deterministic algorithms on (and
+    usable here, `threads` ≥ 1 (set for torch), `overrides` as {section.key: value}; deterministic algorithms on (and
     with them a convolution path chosen without timing), and a note when the instruction set is not pinned as
     params/numerics.env pins it. Returns (the output folder, the folder for engine runs: `<out>/runs` with
     keep_runs, else a temporary one)."""
@@ -214,9 +235,9 @@ def notebook_setup(name: str, params: dict, profiles=("quick", "cpu", "full")) -
     require(not device.startswith("cuda") or torch.cuda.is_available(),
             f"device {device!r} requested but CUDA is not available here; use device='cpu'")
     require(params.get("threads", 1) >= 1, "threads must be positive")
-    overrides = params.get("overrides", [])
-    require(all(isinstance(o, str) and "=" in o for o in overrides),
-            f"overrides must be 'section.key=value' strings, got {overrides!r}")
+    overrides = params.get("overrides", {})
+    require(isinstance(overrides, dict) and all(isinstance(k, str) and "." in k.removesuffix(":") for k in overrides),
+            f"overrides must be a mapping {{section.key: value}}, e.g. {{'train.epochs': 3}}, got {overrides!r}")
     torch.set_num_threads(params.get("threads", 1))   # one thread: on a shared 2-core machine, 2 can be 10x slower
     torch.use_deterministic_algorithms(True, warn_only=True)
     unpinned = unpinned_numerics()

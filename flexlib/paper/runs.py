@@ -118,12 +118,12 @@ def plan(tables: list[str], runs: list | None = None, seeds: list[int] | None = 
         for seed in seeds if seeds is not None else [0]:
             settings = (f"model.name={model}", f"model.kwargs={json.dumps(kwargs)}", f"train.seed={seed}",
                         *protocol.method_overrides(r))
-            out.append(Run(key, r.label, r.experiment, seed, settings,
+            out.append(Run(r.key, r.label, r.experiment, seed, settings,
                            model + (f" {json.dumps(kwargs)}" if kwargs else ""), *variant))
     return out
 
 
-def execute(runs: list[Run], profile: str, runs_dir: Path, device: str, overrides: list[str] | None = None,
+def execute(runs: list[Run], profile: str, runs_dir: Path, device: str, overrides: dict | list[str] | None = None,
             source_models: dict | None = None) -> list:
     """Run every planned run with the engine; returns the RunResults in order. `profile` is the notebook's: `full`
     uses the experiments' full profiles, every other the quick ones (stand-in data), with `overrides` last.
@@ -131,11 +131,13 @@ def execute(runs: list[Run], profile: str, runs_dir: Path, device: str, override
     With `source_models` (a dict), a run with a resolution change stops after its source stage, its model there is
     read back from the checkpoint into `source_models[run]` (for frequencies and spectra, Table 4), and it goes on."""
     from ..engine import load_config, load_model, run_experiment
+    from ..engine.config import override_items
+    overrides = override_items(overrides)
     engine_profile = "full" if profile == "full" else "quick"
     results = []
     for run in runs:
         cfg = load_config(experiments_dir() / f"{run.experiment}.yaml", engine_profile,
-                          [*run.settings, f"train.device={device}", f"train.out_dir={runs_dir}", *(overrides or [])])
+                          [*run.settings, f"train.device={device}", f"train.out_dir={runs_dir}", *overrides])
         name = f"{run.name}-{profile}"
         if source_models is not None and cfg.resolution is not None:
             at_source = run_experiment(cfg, name, stop_after_epochs=cfg.train.epochs)
