@@ -106,7 +106,7 @@ def test_notebook_full_profiles_run_the_protocol(notebook, tables):
         assert full["rows"] == ["T6 FlexNet-3", "T6 FlexNet-5", "T3 FlexNet-16"] and full["runs"] is None
         assert all(protocol.row(key).model_kwargs == {"mask_init": "official"} for key in full["rows"])
         return
-    assert full["runs"] is None and full["seeds"] is None and full["overrides"] == ["data.download=true"], \
+    assert full["runs"] is None and full["seeds"] is None and full["overrides"] == {"data.download": True}, \
         f"{notebook}: the full profile must run every protocol row of its tables with the rows' own seeds"
     assert set(full["tables"]) == tables
 
