@@ -27,6 +27,19 @@ def _strings(value):
         yield value
 
 
+# a folder of the machine that ran it: a home, a temporary folder (an ipykernel cell file, a download cache)
+HOST = re.compile(r"(?<![\w.])/(?:root|home/[\w.-]+|tmp|Users/[\w.-]+)/")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT / "results")))
+def test_an_executed_notebook_names_no_host_folder_and_shows_no_traceback(notebook):
+    text = "".join("".join(o.get("text", "")) + "".join(o.get("traceback", []))
+                   for c in json.loads(notebook.read_text())["cells"] for o in c.get("outputs", []))
+    assert not HOST.search(text), f"{notebook}: names {HOST.search(text).group(0)}... of the machine that ran it"
+    assert "Traceback" not in text and "Error:" not in text.replace("ConfigError", ""), \
+        f"{notebook}: an error or traceback in its outputs"
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT / "results")))
 def test_an_executed_notebook_shows_its_figures_inline_and_no_checkout_path(notebook):
     nb = json.loads(notebook.read_text())

@@ -12,7 +12,9 @@ output clamped to [0, 1] (so targets with negative values cap the PSNR, as in th
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import math
 import time
 from dataclasses import dataclass, field
@@ -50,8 +52,10 @@ def random_target() -> torch.Tensor:
 def alexnet_target(size: int = GRID_SIZE) -> torch.Tensor:
     """Channel 0 of the first 11×11 filter of ImageNet-pretrained AlexNet, resampled bilinearly to size×size."""
     import torchvision
-    try:
-        model = torchvision.models.alexnet(weights=torchvision.models.AlexNet_Weights.IMAGENET1K_V1)
+    try:   # torch.hub announces a download with the cache's absolute path: kept out of notebooks' outputs
+        with contextlib.redirect_stderr(io.StringIO()):
+            model = torchvision.models.alexnet(weights=torchvision.models.AlexNet_Weights.IMAGENET1K_V1,
+                                               progress=False)
     except Exception as error:   # offline: the download fails with URLError/OSError/RuntimeError
         raise RuntimeError(
             f"the AlexNet target needs torchvision's pretrained AlexNet weights (IMAGENET1K_V1), which could not be "
