@@ -159,6 +159,10 @@ def test_flexnet16_step_issues_at_most_3x_the_operations_of_the_3x3_network():
     plain = _aten_ops(create("flexnet-16-conv3", 3, 10), x, y)
     flex = _aten_ops(create("flexnet-16", 3, 10, mask_init="official", conv_mode="spatial"), x, y)
     assert flex <= 3 * plain, (flex, plain)
+    # the count reached when the layer library got its own folder (issue 19) with the locked torch 2.14.1; reading the
+    # crops once had crept to 2158 (a detach and a view per mask parameter) without any test noticing
+    if torch.__version__.startswith("2.14."):
+        assert flex <= 2093, f"FlexNet-16 step: {flex} aten operations, more than the 2093 of the layer library"
 
 
 class _HostReads:

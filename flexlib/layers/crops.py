@@ -66,7 +66,8 @@ def crop_ranges(layers: Sequence, fulls) -> list[list[tuple[int, int]]]:
     out = [[(0, k) for k in full] for full in fulls]
     with torch.no_grad():
         for members in by_device.values():
-            values = torch.cat([p.detach().reshape(-1) for _, params in members for p in params]).tolist()  # the read
+            values = torch.cat([p if p.dim() == 1 else p.reshape(-1)    # under no_grad: no detach, no view
+                                for _, params in members for p in params]).tolist()  # the one read
             at = 0
             for i, params in members:
                 n = sum(p.numel() for p in params)
