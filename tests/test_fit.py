@@ -49,3 +49,24 @@ def test_fit_image_records_a_rising_psnr_curve_and_the_reconstruction():
     assert result.curve[-1][1] == result.psnr and result.curve[-1][1] > result.curve[0][1] + 5
     assert result.reconstruction.shape == image.shape
     assert result.psnr == pytest.approx(psnr(result.reconstruction.reshape(3, -1).t(), image.reshape(3, -1).t()))
+
+
+def test_the_alexnet_target_offline_is_one_error_and_prints_no_host_path(monkeypatch, capsys):
+    """torch.hub announces a download on stdout with the cache's absolute path; an executed notebook must not show it."""
+    import sys
+    import urllib.error
+
+    import torchvision
+
+    from flexlib.paper import kernel_fitting
+
+    def offline(**kwargs):
+        sys.stdout.write('Downloading: "https://download.pytorch.org/models/x.pth" to /root/.cache/torch/hub/x.pth\n')
+        sys.stderr.write("progress\n")
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.models, "alexnet", offline)
+    with pytest.raises(RuntimeError, match="pretrained AlexNet weights"):
+        kernel_fitting.alexnet_target()
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == "", captured

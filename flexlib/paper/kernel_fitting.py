@@ -52,8 +52,8 @@ def random_target() -> torch.Tensor:
 def alexnet_target(size: int = GRID_SIZE) -> torch.Tensor:
     """Channel 0 of the first 11×11 filter of ImageNet-pretrained AlexNet, resampled bilinearly to size×size."""
     import torchvision
-    try:   # torch.hub announces a download with the cache's absolute path: kept out of notebooks' outputs
-        with contextlib.redirect_stderr(io.StringIO()):
+    try:   # torch.hub announces a download with the cache's absolute path (on stdout): kept out of notebooks' outputs
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             model = torchvision.models.alexnet(weights=torchvision.models.AlexNet_Weights.IMAGENET1K_V1,
                                                progress=False)
     except Exception as error:   # offline: the download fails with URLError/OSError/RuntimeError
