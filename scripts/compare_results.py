@@ -3,8 +3,9 @@
     python scripts/compare_results.py [--check] [--against REV] [--profile quick] [NOTEBOOK ...]
 
 Every CSV table of each folder is compared cell by cell with the file of the same name at REV (default HEAD): numbers
-must be equal to the last digit, text identical. Columns that time this machine (`seconds`, `*_s`, `*_ms`) and the
-`compute` notebook (every number of it is a timing) are not compared. Prints one line per notebook; with --check,
+must be equal to the last digit, text identical. Columns that time this machine (`seconds`, `*_s`, `*_ms`, `ms_*`), rows
+whose `measure` is a time (a t-test of ms per iteration) and the `compute` notebook (every number of it is a timing)
+are not compared. Prints one line per notebook; with --check,
 exits 1 when a number differs or a table is missing (0 otherwise, and always 0 without --check).
 """
 from __future__ import annotations
@@ -22,7 +23,13 @@ TIMED_NOTEBOOKS = {"compute": "timings of this machine, not compared"}
 
 
 def timing_column(name: str) -> bool:
-    return name == "seconds" or name.endswith(("_s", "_ms"))
+    return name == "seconds" or name.endswith(("_s", "_ms")) or name.startswith("ms_")   # ms_per_iteration_mean
+
+
+def timing_row(row: dict) -> bool:
+    """A row of a comparison table whose `measure` is a time (its means, differences and p-values time this machine)."""
+    measure = (row.get("measure") or "").lower()
+    return measure.startswith("ms ") or "second" in measure or "time" in measure
 
 
 def committed(path: Path, rev: str) -> str | None:
@@ -46,6 +53,8 @@ def compare_table(ours: str, theirs: str) -> tuple[int, int, list[str]]:
                       f"{len(rows_b)} x {len(rows_b[0]) if rows_b else 0}"]
     compared, differing, worst = 0, 0, {}
     for a, b in zip(rows_a, rows_b):
+        if timing_row(a) and timing_row(b):
+            continue
         for column in a:
             if timing_column(column):
                 continue

@@ -148,6 +148,11 @@ def test_the_comparison_names_the_numbers_that_differ_and_leaves_timings_alone()
     assert (n, differing) == (4, 1) and notes == ["acc (largest |Δ| 0.025)"]
     assert compare_table(committed.replace("k3", "k5"), committed)[2] == ["model (text)"]
     assert compare_table("model,acc\nflexnet,0.75\n", committed)[1] == 1            # another shape
+    tests = "a,b,mean_a,p_welch,measure\nmask,frame,0.00034,0.36,region MSE\nmask,frame,14.6,1e-05,ms per iteration\n"
+    assert compare_table(tests.replace("14.6", "16.2").replace("1e-05", "3e-05"), tests) == (5, 0, [])
+    assert compare_table(tests.replace("0.36", "0.37"), tests)[2] == ["p_welch (largest |Δ| 0.01)"]
+    per_fit = "variant,region_mse,ms_per_iteration\nwindow,0.0001,9.3\n"
+    assert compare_table(per_fit.replace("9.3", "12.1"), per_fit) == (2, 0, [])
 
 
 def test_with_deterministic_algorithms_auto_never_times_a_path(monkeypatch):
